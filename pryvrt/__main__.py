@@ -1,0 +1,3 @@
+from pryvrt.cli import main
+
+main()

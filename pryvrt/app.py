@@ -1,0 +1,64 @@
+"""create_app(settings): the aiohttp application, read as a table of contents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from pryvrt import methods  # noqa: F401  (registers every method)
+from pryvrt.auth.throttle import LoginThrottle
+from pryvrt.config import Settings
+from pryvrt.methods.context import Services
+from pryvrt.notify import Bus, LocalBus
+from pryvrt.storage import Storage
+from pryvrt.storage.database import EmbeddedPostgres, apply_schema, create_pool, start_embedded
+from pryvrt.transports import http
+
+log = logging.getLogger(__name__)
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+EMBEDDED_PG_KEY = web.AppKey("embedded_pg", EmbeddedPostgres)
+
+
+def make_bus(settings: Settings) -> Bus:
+    return LocalBus()
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Start the database connection (and the embedded server when no DATABASE_URL)."""
+    settings = app[SETTINGS_KEY]
+    embedded = None
+    dsn = settings.database_url
+    if dsn is None:
+        embedded = await start_embedded(settings.data_dir / "pg")
+        dsn = embedded.uri
+        log.info("embedded PostgreSQL started", extra={"data_dir": str(embedded.data_dir)})
+    pool = await create_pool(dsn, size=settings.db_pool_size, query_timeout=settings.db_timeout)
+    await apply_schema(pool)
+    services = app[http.SERVICES_KEY]
+    services.storage.attach(pool)
+    await services.bus.start()
+    yield
+    await services.bus.close()
+    await pool.close()
+    if embedded is not None:
+        await asyncio.to_thread(embedded.stop)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_size)
+    app[SETTINGS_KEY] = settings
+    services = Services(
+        settings=settings,
+        storage=Storage(),  # attached to its pool in database_ctx
+        bus=make_bus(settings),
+        throttle=LoginThrottle(settings.login_max_failures, settings.login_block_seconds),
+    )
+    app[http.SERVICES_KEY] = services
+    app.cleanup_ctx.append(database_ctx)
+    transport = http.setup(app, services)
+    http.add_user_routes(app, transport)
+    return app

@@ -1,0 +1,1 @@
+"""Authentication (credentials, passwords, login throttling) and permissions."""

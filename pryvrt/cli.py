@@ -1,0 +1,139 @@
+"""Command line: ``pryvrt serve`` and ``pryvrt user create`` (thin: the work is elsewhere)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from pryvrt.config import ConfigError, Settings
+from pryvrt.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "data_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = Path(value) if name == "data_dir" else value
+    return Settings.from_env(**overrides)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from pryvrt.app import create_app
+
+    settings = _settings(args)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        pass
+    app = create_app(settings)
+    log.info("listening", extra={"host": settings.host, "port": settings.port})
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    return 0
+
+
+async def _create_user(settings: Settings, username: str, password: str, email: str | None) -> None:
+    from pryvrt import methods  # noqa: F401
+    from pryvrt.auth.throttle import LoginThrottle
+    from pryvrt.methods import registry
+    from pryvrt.methods.context import CallContext, Services
+    from pryvrt.notify import LocalBus
+    from pryvrt.storage import Storage
+    from pryvrt.storage.database import apply_schema, create_pool, start_embedded
+
+    embedded = None
+    dsn = settings.database_url
+    if dsn is None:
+        embedded = await start_embedded(settings.data_dir / "pg")
+        dsn = embedded.uri
+    pool = await create_pool(dsn, size=2)
+    try:
+        await apply_schema(pool)
+        storage = Storage()
+        storage.attach(pool)
+        services = Services(settings, storage, LocalBus(), LoginThrottle(1, 1))
+        ctx = CallContext(
+            services,
+            transport="cli",
+            request_id=secrets.token_hex(8),
+            base_url=f"http://{settings.host}:{settings.port}",
+        )
+        raw = {"username": username, "password": password}
+        if email:
+            raw["email"] = email
+        from pryvrt.methods.account import RegisterParams, create_user
+
+        result = await create_user(ctx, registry.validate(RegisterParams, raw))
+        print(f"created user {result['username']}: {result['apiEndpoint']}")
+    finally:
+        await pool.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def user_create(args: argparse.Namespace) -> int:
+    from pryvrt.errors import ApiError
+
+    settings = _settings(args)
+    try:
+        asyncio.run(_create_user(settings, args.username, args.password, args.email))
+    except ApiError as exc:
+        print(f"error: {exc.id}: {exc.message} {exc.data or ''}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pryvrt", description="pryvrt event server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_serve = sub.add_parser("serve", help="run the HTTP + Socket.IO server")
+    p_serve.add_argument("--host", help="address to bind (default 127.0.0.1, env PRYVRT_HOST)")
+    p_serve.add_argument("--port", type=int, help="port (default 3000, env PORT)")
+    p_serve.add_argument("--data-dir", help="embedded PostgreSQL data (default ./var)")
+    p_serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to let in-flight requests finish on SIGTERM",
+    )
+    p_serve.set_defaults(func=serve)
+
+    p_user = sub.add_parser("user", help="manage users")
+    user_sub = p_user.add_subparsers(dest="user_command", required=True)
+    p_create = user_sub.add_parser("create", help="create a user (even with registration closed)")
+    p_create.add_argument("username")
+    p_create.add_argument("--password", required=True)
+    p_create.add_argument("--email")
+    p_create.add_argument("--data-dir", help="embedded PostgreSQL data (default ./var)")
+    p_create.set_defaults(func=user_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)

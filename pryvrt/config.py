@@ -1,0 +1,100 @@
+"""Settings: one frozen object built from the environment; malformed values fail loudly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+REGISTRATION_MODES = ("open", "key", "closed")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server reads from its environment (see the README's table)."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    redis_url: str | None = None
+    domain: str | None = None
+    registration: str = "open"
+    admin_key: str | None = None
+    session_ttl: float = 14 * 24 * 3600.0
+    max_body_size: int = 10 * 1024 * 1024
+    max_attachment_size: int = 100 * 1024 * 1024
+    max_batch_calls: int = 1000
+    max_batch_events: int = 100_000
+    max_events_limit: int = 10_000
+    login_max_failures: int = 5
+    login_block_seconds: float = 300.0
+    db_pool_size: int = 10
+    db_timeout: float = 10.0
+    password_hash_fast: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from environment variables, then apply explicit overrides."""
+        env = os.environ if env is None else env
+        registration = env.get("PRYVRT_REGISTRATION", "open") or "open"
+        if registration not in REGISTRATION_MODES:
+            raise ConfigError(f"PRYVRT_REGISTRATION must be one of {', '.join(REGISTRATION_MODES)}")
+        admin_key = env.get("PRYVRT_ADMIN_KEY") or None
+        if registration == "key" and not admin_key:
+            raise ConfigError("PRYVRT_REGISTRATION=key needs PRYVRT_ADMIN_KEY")
+        settings = cls(
+            host=env.get("PRYVRT_HOST", cls.host) or cls.host,
+            port=_int(env, "PORT", _int(env, "PRYVRT_PORT", cls.port, 0), 0),
+            data_dir=Path(env.get("PRYVRT_DATA_DIR", "var") or "var"),
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            domain=(env.get("PRYVRT_DOMAIN") or "").lower().strip(".") or None,
+            registration=registration,
+            admin_key=admin_key,
+            session_ttl=_float(env, "PRYVRT_SESSION_TTL", cls.session_ttl),
+            max_body_size=_int(env, "PRYVRT_MAX_BODY_SIZE", cls.max_body_size, 1024),
+            max_attachment_size=_int(env, "PRYVRT_MAX_ATTACHMENT_SIZE", cls.max_attachment_size, 1),
+            max_batch_calls=_int(env, "PRYVRT_MAX_BATCH_CALLS", cls.max_batch_calls, 1),
+            max_batch_events=_int(env, "PRYVRT_MAX_BATCH_EVENTS", cls.max_batch_events, 1),
+            max_events_limit=_int(env, "PRYVRT_MAX_EVENTS_LIMIT", cls.max_events_limit, 1),
+            login_max_failures=_int(env, "PRYVRT_LOGIN_MAX_FAILURES", cls.login_max_failures, 1),
+            login_block_seconds=_float(env, "PRYVRT_LOGIN_BLOCK_SECONDS", cls.login_block_seconds),
+            db_pool_size=_int(env, "PRYVRT_DB_POOL_SIZE", cls.db_pool_size, 1),
+            db_timeout=_float(env, "PRYVRT_DB_TIMEOUT", cls.db_timeout),
+        )
+        return replace(settings, **overrides) if overrides else settings

@@ -1,0 +1,123 @@
+"""channels.get / create / update / delete (API.md §5)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pryvrt import errors
+from pryvrt.auth.permissions import Level
+from pryvrt.ids import new_id
+from pryvrt.methods.context import CallContext
+from pryvrt.methods.params import (
+    ChannelParams,
+    ClientData,
+    Name,
+    NewItemId,
+    Params,
+    State,
+    merge_client_data,
+)
+from pryvrt.methods.registry import Auth, method
+from pryvrt.notify.messages import CHANNELS_CHANGED
+from pryvrt.storage.base import Conflict
+
+
+class GetParams(Params):
+    state: State = "default"
+
+
+@method("channels.get", GetParams)
+async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
+    """The channels the credential can see, sorted by name."""
+    access = ctx.require_access()
+    state = p.state if access.is_full else "default"
+    channels = await ctx.storage.channels.list_all(ctx.user_id, state)
+    return [c.to_api() for c in channels if access.can_see_channel(c.id)]
+
+
+class CreateParams(Params):
+    id: NewItemId | None = None
+    name: Name
+    enforceNoEventsOverlap: bool = True
+    clientData: ClientData = {}
+
+
+def name_conflict(exc: Conflict, kind: str) -> errors.ApiError:
+    if exc.field == "id":
+        return errors.ItemIdAlreadyExists(f"a {kind} with this id already exists")
+    return errors.ItemNameAlreadyExists(f"a {kind} with this name already exists")
+
+
+@method(
+    "channels.create",
+    CreateParams,
+    auth=Auth.PERSONAL,
+    errors=("ITEM_ID_ALREADY_EXISTS", "ITEM_NAME_ALREADY_EXISTS", "INVALID_ITEM_ID"),
+)
+async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
+    """Create a channel."""
+    try:
+        channel = await ctx.storage.channels.create(
+            ctx.user_id,
+            p.id or new_id(),
+            p.name,
+            p.enforceNoEventsOverlap,
+            merge_client_data({}, p.clientData),
+            time.time(),
+        )
+    except Conflict as exc:
+        raise name_conflict(exc, "channel") from None
+    ctx.notify(CHANNELS_CHANGED)
+    return {"id": channel.id}
+
+
+class UpdateParams(ChannelParams):
+    name: Name | None = None
+    enforceNoEventsOverlap: bool | None = None
+    clientData: ClientData | None = None
+
+
+@method(
+    "channels.update",
+    UpdateParams,
+    channel_level=Level.READ,
+    errors=("ITEM_NAME_ALREADY_EXISTS",),
+)
+async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
+    """Update a channel's name, overlap rule or clientData (merged)."""
+    access = ctx.require_access()
+    level = access.channel_level(p.channelId)
+    if level is None or level < Level.MANAGE:
+        raise errors.Forbidden("updating a channel needs manage permission on the whole channel")
+    channel = ctx.require_channel()
+    client_data = (
+        None if p.clientData is None else merge_client_data(channel.client_data, p.clientData)
+    )
+    try:
+        updated = await ctx.storage.channels.update(
+            ctx.user_id,
+            p.channelId,
+            p.name,
+            p.enforceNoEventsOverlap,
+            client_data,
+            time.time(),
+        )
+    except Conflict as exc:
+        raise name_conflict(exc, "channel") from None
+    if updated is None:
+        raise errors.UnknownChannel(f"unknown channel {p.channelId!r}")
+    ctx.notify(CHANNELS_CHANGED)
+    return {}
+
+
+@method("channels.delete", ChannelParams, auth=Auth.PERSONAL, channel_level=Level.READ)
+async def delete(ctx: CallContext, p: ChannelParams) -> dict[str, Any]:
+    """Trash a channel; delete it for good (folders, events, files) when already trashed."""
+    channel = ctx.require_channel()
+    if channel.trashed:
+        await ctx.storage.channels.delete(ctx.user_id, channel.id)
+    else:
+        await ctx.storage.channels.trash(ctx.user_id, channel.id, time.time())
+    ctx.notify(CHANNELS_CHANGED)
+    return {}

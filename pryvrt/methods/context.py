@@ -1,0 +1,99 @@
+"""CallContext: everything one method call sees, built fresh for every call."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pryvrt.notify import Change
+from pryvrt.notify.messages import ACCESS_REVOKED
+
+if TYPE_CHECKING:
+    from pryvrt.auth.permissions import Access
+    from pryvrt.auth.throttle import LoginThrottle
+    from pryvrt.config import Settings
+    from pryvrt.notify import Bus
+    from pryvrt.storage import Storage
+    from pryvrt.storage.channels import Channel
+    from pryvrt.storage.users import User
+
+
+@dataclass(eq=False)
+class Services:
+    """The long-lived parts a call may use (one instance per worker)."""
+
+    settings: Settings
+    storage: Storage
+    bus: Bus
+    throttle: LoginThrottle
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class CallContext:
+    """One call: who calls (user, access), through which transport, and what it changed.
+
+    Transports fill ``username``/``credential``; ``dispatch`` resolves ``user``, ``access``
+    and, for channel methods, ``channel``. Handlers record changes with ``notify``; they are
+    published after the handler returned (its transaction committed).
+    """
+
+    services: Services
+    transport: str
+    request_id: str
+    username: str | None = None
+    credential: str | None = None
+    client_ip: str | None = None
+    # Where the caller reached us, e.g. "http://127.0.0.1:3000" (for apiEndpoint).
+    base_url: str = ""
+    user: User | None = None
+    access: Access | None = None
+    channel: Channel | None = None
+    # Transport-specific input a handler may read (e.g. multipart file parts over HTTP).
+    uploads: Any = None
+    changes: set[Change] = field(default_factory=set)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def storage(self) -> Storage:
+        return self.services.storage
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def user_id(self) -> str:
+        assert self.user is not None, "method called without a user"
+        return self.user.id
+
+    def require_access(self) -> Access:
+        assert self.access is not None, "method called without a credential"
+        return self.access
+
+    def require_channel(self) -> Channel:
+        assert self.channel is not None, "method called without a channel"
+        return self.channel
+
+    def notify(self, kind: str, channel_id: str | None = None) -> None:
+        self.changes.add(Change(kind, channel_id))
+
+    def revoke(self, credential: str) -> None:
+        """Sockets using this credential must be disconnected once the write is committed."""
+        self.changes.add(Change(ACCESS_REVOKED, credential))
+
+    def child(self) -> CallContext:
+        """A context for one call of a batch: same caller, own changes."""
+        return CallContext(
+            services=self.services,
+            transport=self.transport,
+            request_id=self.request_id,
+            username=self.username,
+            credential=self.credential,
+            client_ip=self.client_ip,
+            base_url=self.base_url,
+            user=self.user,
+            access=self.access,
+            uploads=None,
+        )

@@ -1,0 +1,93 @@
+"""Parameter types shared by methods (pydantic), and the id rules of API.md §4."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
+
+ID_PATTERN = re.compile(r"^[a-zA-Z0-9._-]{1,100}$")
+RESERVED_IDS = frozenset(
+    {
+        "null",
+        "*",
+        "channels",
+        "events",
+        "folders",
+        "tokens",
+        "login",
+        "logout",
+        "user-info",
+        "change-password",
+        "batch",
+        "socket.io",
+        "bookmarks",
+        "users",
+        "health",
+        "openapi.json",
+    }
+)
+
+
+def check_item_id(value: str) -> str:
+    """A client-chosen id; a violation is reported as INVALID_ITEM_ID, not a format error."""
+    if not ID_PATTERN.match(value) or value in RESERVED_IDS:
+        raise PydanticCustomError(
+            "invalid_item_id",
+            "ids are 1-100 characters among letters, digits, '.', '_' and '-',"
+            " and not a reserved word",
+        )
+    return value
+
+
+def _listify(value: Any) -> Any:
+    """Query strings give one string where a list is expected; wrap it."""
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+class Params(BaseModel):
+    """Base of every method's parameters: unknown keys are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+NewItemId = Annotated[str, AfterValidator(check_item_id)]
+# An id named in a path or body to find an existing item.
+ItemRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Timestamp = Annotated[float, Field(allow_inf_nan=False)]
+State = Literal["default", "trashed", "all"]
+ClientData = dict[str, Any]
+StrList = Annotated[list[str], BeforeValidator(_listify)]
+
+
+class ChannelParams(Params):
+    """Base of methods that act inside one channel (dispatch loads ``ctx.channel``)."""
+
+    channelId: ItemRef
+
+
+class NoParams(Params):
+    pass
+
+
+def merge_client_data(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """API.md §4: keys given replace, a key set to null is removed, others stay."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged

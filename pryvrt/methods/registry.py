@@ -1,0 +1,251 @@
+"""The method registry and ``call()``: the single choke point every transport goes through.
+
+A method is declared once with ``@method(id, Params, auth=..., channel_level=...)`` next to
+its handler. ``call()`` resolves the user and the credential, checks the credential kind and
+the channel permission, validates the parameters, runs the handler, turns every failure into
+an ``ApiError`` and publishes the recorded changes once the handler has returned (its
+transaction committed). HTTP, Socket.IO and batch calls all use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+import asyncpg
+from pydantic import BaseModel, ValidationError
+
+from pryvrt import errors
+from pryvrt.auth.permissions import Access, Level, parse_permissions
+from pryvrt.methods.context import CallContext
+from pryvrt.methods.params import ChannelParams
+
+log = logging.getLogger(__name__)
+
+
+class Auth(Enum):
+    """Which credentials a method accepts."""
+
+    NONE = "none"  # no credential needed (registration, login)
+    ACCESS = "access"  # any token or session; data permissions are checked per item
+    PERSONAL = "personal"  # a session or a personal token
+    SESSION = "session"  # an admin session only
+
+
+Handler = Callable[[CallContext, Any], Awaitable[Any]]
+P = TypeVar("P", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    id: str
+    params: type[BaseModel]
+    handler: Handler
+    auth: Auth
+    # For ChannelParams methods: the least level the credential must hold somewhere in the
+    # channel (handlers refine per folder/item).
+    channel_level: Level | None
+    user_scoped: bool
+    # Callable over Socket.IO and inside batches (False for methods carrying files).
+    socket: bool
+    summary: str
+    errors: tuple[str, ...]
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def method(
+    method_id: str,
+    params: type[P],
+    *,
+    auth: Auth = Auth.ACCESS,
+    channel_level: Level | None = None,
+    user_scoped: bool = True,
+    socket: bool = True,
+    errors: tuple[str, ...] = (),
+) -> Callable[
+    [Callable[[CallContext, P], Awaitable[Any]]], Callable[[CallContext, P], Awaitable[Any]]
+]:
+    """Register the decorated handler as API method ``method_id``."""
+    if channel_level is not None and not issubclass(params, ChannelParams):
+        raise TypeError(f"{method_id}: channel methods take ChannelParams")
+
+    def register(
+        handler: Callable[[CallContext, P], Awaitable[Any]],
+    ) -> Callable[[CallContext, P], Awaitable[Any]]:
+        if method_id in REGISTRY:
+            raise ValueError(f"method {method_id} registered twice")
+        doc = (handler.__doc__ or "").strip().splitlines()
+        REGISTRY[method_id] = Method(
+            id=method_id,
+            params=params,
+            handler=handler,
+            auth=auth,
+            channel_level=channel_level,
+            user_scoped=user_scoped,
+            socket=socket,
+            summary=doc[0] if doc else method_id,
+            errors=errors,
+        )
+        return handler
+
+    return register
+
+
+USERNAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{3,21})[a-z0-9]$")
+
+
+def validation_error(exc: ValidationError) -> errors.ApiError:
+    """Pydantic errors → INVALID_PARAMETERS_FORMAT with one entry per field (or INVALID_ITEM_ID)."""
+    problems: dict[str, str] = {}
+    item_id_problem = False
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in err["loc"]) or "params"
+        problems.setdefault(path, err["msg"])
+        item_id_problem = item_id_problem or err["type"] == "invalid_item_id"
+    if item_id_problem and len(problems) == 1:
+        return errors.InvalidItemId("invalid id", problems)
+    return errors.InvalidParametersFormat("invalid parameters", problems)
+
+
+def validate(model: type[P], raw: Any) -> P:
+    if not isinstance(raw, dict):
+        raise errors.InvalidParametersFormat(
+            "parameters must be a JSON object", {"params": "expected an object"}
+        )
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def resolve_user(ctx: CallContext) -> None:
+    if ctx.user is not None:
+        return
+    username = (ctx.username or "").lower()
+    if not USERNAME_PATTERN.match(username):
+        raise errors.UnknownUser(f"unknown user {ctx.username!r}")
+    user = await ctx.storage.users.by_username(username)
+    if user is None:
+        raise errors.UnknownUser(f"unknown user {ctx.username!r}")
+    ctx.user = user
+
+
+async def authenticate(ctx: CallContext) -> Access:
+    """The credential of the call as an ``Access``; sessions slide their expiry."""
+    if ctx.access is not None:
+        return ctx.access
+    if not ctx.credential:
+        raise errors.InvalidToken("a credential is required (Authorization header or ?auth=)")
+    now = time.time()
+    row = await ctx.storage.tokens.find_credential(ctx.user_id, ctx.credential, now)
+    if row is None:
+        raise errors.InvalidToken("invalid or expired credential")
+    if row.kind == "session" and row.expires is not None:
+        ttl = ctx.settings.session_ttl
+        # Slide the expiry, at most once a minute per session (not one write per request).
+        if now + ttl - row.expires > 60:
+            await ctx.storage.sessions.touch(ctx.user_id, row.id, now + ttl)
+    ctx.access = Access(row.kind, row.id, row.name, parse_permissions(row.permissions))
+    return ctx.access
+
+
+def check_credential_kind(method: Method, access: Access) -> None:
+    if method.auth is Auth.PERSONAL and not access.is_full:
+        raise errors.Forbidden(f"{method.id} needs a session or a personal token")
+    if method.auth is Auth.SESSION and not access.is_session:
+        raise errors.Forbidden(f"{method.id} needs an admin session")
+
+
+async def load_channel(ctx: CallContext, channel_id: str, level: Level) -> None:
+    access = ctx.require_access()
+    channel = await ctx.storage.channels.get(ctx.user_id, channel_id)
+    if channel is None:
+        raise errors.UnknownChannel(f"unknown channel {channel_id!r}")
+    best = access.best_level_in(channel_id)
+    if best is None or best < level:
+        raise errors.Forbidden(f"this credential has no {level.api_name} permission here")
+    ctx.channel = channel
+
+
+DB_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def _run(ctx: CallContext, method: Method, raw: Any) -> Any:
+    if method.user_scoped:
+        await resolve_user(ctx)
+    if method.auth is not Auth.NONE:
+        check_credential_kind(method, await authenticate(ctx))
+    params = validate(method.params, raw)
+    if method.channel_level is not None:
+        assert isinstance(params, ChannelParams)
+        await load_channel(ctx, params.channelId, method.channel_level)
+    return await method.handler(ctx, params)
+
+
+async def call(ctx: CallContext, method_id: str, raw: Any, *, publish: bool = True) -> Any:
+    """Run one API method; raise only ``ApiError``; publish changes after success."""
+    method = REGISTRY.get(method_id)
+    if method is None:
+        raise errors.UnknownMethod(f"unknown method {method_id!r}")
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        result = await _run(ctx, method, raw)
+    except errors.ApiError as exc:
+        outcome = exc.id
+        raise
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    except DB_UNAVAILABLE as exc:
+        outcome = "SERVICE_UNAVAILABLE"
+        log.error(
+            "database unavailable: %s",
+            type(exc).__name__,
+            extra={"request_id": ctx.request_id, "method": method_id},
+        )
+        raise errors.ServiceUnavailable("the database is unavailable; try again later") from None
+    except Exception:
+        outcome = "UNEXPECTED_ERROR"
+        log.exception(
+            "unexpected error in %s",
+            method_id,
+            extra={"request_id": ctx.request_id, "method": method_id},
+        )
+        raise errors.UnexpectedError(f"unexpected error (request id {ctx.request_id})") from None
+    finally:
+        log.info(
+            "call %s",
+            method_id,
+            extra={
+                "request_id": ctx.request_id,
+                "method": method_id,
+                "transport": ctx.transport,
+                "username": ctx.user.username if ctx.user else ctx.username,
+                "outcome": outcome,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+    if publish and ctx.changes and ctx.user is not None:
+        await ctx.services.bus.publish(ctx.user.id, sorted(ctx.changes, key=_change_order))
+        ctx.changes.clear()
+    return result
+
+
+def _change_order(change: Any) -> tuple[str, str]:
+    return (change.kind, change.subject or "")

@@ -1,0 +1,162 @@
+"""tokens.getOrCreatePersonal / get / create / update / delete (API.md §7)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from pryvrt import errors
+from pryvrt.auth.permissions import Access, parse_permissions
+from pryvrt.ids import new_secret
+from pryvrt.methods.context import CallContext
+from pryvrt.methods.params import ItemRef, Name, NewItemId, Params
+from pryvrt.methods.registry import Auth, method
+from pryvrt.storage.base import Conflict
+
+LevelName = Literal["read", "contribute", "manage"]
+
+
+class FolderPermissionParam(Params):
+    folderId: ItemRef | None
+    level: LevelName
+
+
+class PermissionParam(Params):
+    channelId: ItemRef
+    level: LevelName = "read"
+    folderPermissions: list[FolderPermissionParam] | None = None
+
+    @model_validator(mode="after")
+    def _folders_need_a_channel(self) -> PermissionParam:
+        if self.folderPermissions is not None and self.channelId == "*":
+            raise ValueError("folderPermissions need a specific channelId, not '*'")
+        return self
+
+
+def permissions_json(perms: list[PermissionParam]) -> list[dict[str, Any]]:
+    return [p.model_dump(exclude_none=True) for p in perms]
+
+
+def check_grantable(creator: Access, perms: list[dict[str, Any]]) -> None:
+    """A token may never grant more than its creator holds."""
+    wanted = Access("shared", "", "", parse_permissions(perms))
+    if not creator.covers(wanted):
+        raise errors.Forbidden("a token cannot grant more than its creator holds")
+
+
+class PersonalParams(Params):
+    name: Name
+
+
+@method(
+    "tokens.getOrCreatePersonal",
+    PersonalParams,
+    auth=Auth.SESSION,
+    errors=("ITEM_NAME_ALREADY_EXISTS",),
+)
+async def get_or_create_personal(ctx: CallContext, p: PersonalParams) -> dict[str, Any]:
+    """The personal token of an app name, created on first request."""
+    existing = await ctx.storage.tokens.by_name(ctx.user_id, p.name)
+    if existing is None:
+        try:
+            existing = await ctx.storage.tokens.create(
+                ctx.user_id, new_secret(), p.name, "personal", [], time.time()
+            )
+        except Conflict:
+            existing = await ctx.storage.tokens.by_name(ctx.user_id, p.name)
+    if existing is None or existing.type != "personal":
+        raise errors.ItemNameAlreadyExists("a non-personal token already has this name")
+    return {"id": existing.id}
+
+
+class NoParams(Params):
+    pass
+
+
+@method("tokens.get", NoParams, auth=Auth.PERSONAL)
+async def get(ctx: CallContext, p: NoParams) -> list[dict[str, Any]]:
+    """Tokens by name: all of them for a session, the shared ones for a personal token."""
+    access = ctx.require_access()
+    types = None if access.is_session else ("shared", "app")
+    return [t.to_api() for t in await ctx.storage.tokens.list_all(ctx.user_id, types)]
+
+
+class CreateParams(Params):
+    id: NewItemId | None = None
+    name: Name
+    type: Literal["shared", "app"] = "shared"
+    permissions: list[PermissionParam] = []
+
+
+@method(
+    "tokens.create",
+    CreateParams,
+    auth=Auth.PERSONAL,
+    errors=("ITEM_NAME_ALREADY_EXISTS", "ITEM_ID_ALREADY_EXISTS", "INVALID_ITEM_ID"),
+)
+async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
+    """Create a shared (or app) token; a creator may only grant what it holds."""
+    access = ctx.require_access()
+    perms = permissions_json(p.permissions)
+    check_grantable(access, perms)
+    try:
+        token = await ctx.storage.tokens.create(
+            ctx.user_id, p.id or new_secret(), p.name, p.type, perms, time.time()
+        )
+    except Conflict as exc:
+        if exc.field == "id":
+            raise errors.ItemIdAlreadyExists("a token with this id already exists") from None
+        raise errors.ItemNameAlreadyExists("a token with this name already exists") from None
+    return {"id": token.id}
+
+
+class UpdateParams(Params):
+    id: ItemRef
+    name: Name | None = None
+    permissions: list[PermissionParam] | None = None
+
+
+@method(
+    "tokens.update",
+    UpdateParams,
+    auth=Auth.PERSONAL,
+    errors=("UNKNOWN_TOKEN", "ITEM_NAME_ALREADY_EXISTS", "FORBIDDEN"),
+)
+async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
+    """Rename a token or change its permissions (never beyond the caller's)."""
+    access = ctx.require_access()
+    token = await ctx.storage.tokens.get(ctx.user_id, p.id)
+    if token is None or (token.type == "personal" and not access.is_session):
+        raise errors.UnknownToken(f"unknown token {p.id!r}")
+    perms = None
+    if p.permissions is not None:
+        if token.type == "personal":
+            raise errors.InvalidOperation("personal tokens have full access; no permissions")
+        perms = permissions_json(p.permissions)
+        check_grantable(access, perms)
+    try:
+        await ctx.storage.tokens.update(ctx.user_id, p.id, p.name, perms, time.time())
+    except Conflict:
+        raise errors.ItemNameAlreadyExists("a token with this name already exists") from None
+    if perms is not None:
+        # Live sockets hold the old permissions: make them reconnect with the new ones.
+        ctx.revoke(p.id)
+    return {}
+
+
+class DeleteParams(Params):
+    id: ItemRef
+
+
+@method("tokens.delete", DeleteParams, auth=Auth.PERSONAL, errors=("UNKNOWN_TOKEN",))
+async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
+    """Delete a token for good; sockets using it are disconnected."""
+    access = ctx.require_access()
+    token = await ctx.storage.tokens.get(ctx.user_id, p.id)
+    if token is None or (token.type == "personal" and not access.is_session):
+        raise errors.UnknownToken(f"unknown token {p.id!r}")
+    await ctx.storage.tokens.delete(ctx.user_id, p.id)
+    ctx.revoke(p.id)
+    return {}

@@ -1,0 +1,31 @@
+"""The messages a bus carries, and their wire format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CHANNELS_CHANGED = "channelsChanged"
+FOLDERS_CHANGED = "foldersChanged"
+EVENTS_CHANGED = "eventsChanged"
+# Internal: sockets authenticated with that credential must be disconnected.
+ACCESS_REVOKED = "accessRevoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of a user's data. Wire format: ``[kind, subject]``.
+
+    ``subject`` is the channel id for folder/event changes, ``None`` for channelsChanged,
+    and the revoked credential for accessRevoked (never sent to clients, never logged).
+    """
+
+    kind: str
+    subject: str | None = None
+
+    def to_wire(self) -> list[Any]:
+        return [self.kind, self.subject]
+
+    @classmethod
+    def from_wire(cls, data: list[Any]) -> Change:
+        return cls(str(data[0]), None if data[1] is None else str(data[1]))

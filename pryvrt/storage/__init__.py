@@ -1,0 +1,47 @@
+"""All SQL lives in this package: one module per resource, one ``Storage`` facade.
+
+Methods take ``conn``: the pool by default, or a connection inside a transaction
+(``async with storage.transaction() as conn``). Storage raises domain errors
+(``NotFound``, ``Conflict``); methods translate them into API errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from pryvrt.storage.bookmarks import BookmarksStore
+from pryvrt.storage.channels import ChannelsStore
+from pryvrt.storage.database import transaction
+from pryvrt.storage.sessions import SessionsStore
+from pryvrt.storage.tokens import TokensStore
+from pryvrt.storage.users import UsersStore
+
+
+class Storage:
+    """The database, seen as one store per resource (usable once ``attach``ed to a pool)."""
+
+    pool: asyncpg.Pool
+    users: UsersStore
+    sessions: SessionsStore
+    tokens: TokensStore
+    channels: ChannelsStore
+    bookmarks: BookmarksStore
+
+    def attach(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.users = UsersStore(pool)
+        self.sessions = SessionsStore(pool)
+        self.tokens = TokensStore(pool)
+        self.channels = ChannelsStore(pool)
+        self.bookmarks = BookmarksStore(pool)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with transaction(self.pool) as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")

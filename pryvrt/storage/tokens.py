@@ -1,0 +1,150 @@
+"""Data access tokens, and the credential lookup (token or session) behind every call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from pryvrt.storage.base import Conflict, Executor, Store, conflict_field
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: str
+    name: str
+    type: str
+    permissions: list[dict[str, Any]]
+    created: float
+    modified: float
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "permissions": self.permissions,
+            "created": self.created,
+            "modified": self.modified,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRow:
+    """What a credential string resolves to: a token, or a session (``kind == "session"``)."""
+
+    kind: str
+    id: str
+    name: str
+    permissions: list[dict[str, Any]]
+    expires: float | None
+
+
+def _token(row: asyncpg.Record) -> Token:
+    return Token(
+        row["id"], row["name"], row["type"], row["permissions"], row["created"], row["modified"]
+    )
+
+
+class TokensStore(Store):
+    async def find_credential(
+        self, user_id: str, credential: str, now: float
+    ) -> CredentialRow | None:
+        """One round trip: the token with that id, else the live session with that id."""
+        row = await self.pool.fetchrow(
+            "SELECT type AS kind, id, name, permissions, NULL::float8 AS expires"
+            " FROM tokens WHERE user_id = $1 AND id = $2"
+            " UNION ALL"
+            " SELECT 'session', id, coalesce(app_id, ''), '[]'::jsonb, expires"
+            " FROM sessions WHERE user_id = $1 AND id = $2 AND expires > $3"
+            " LIMIT 1",
+            user_id,
+            credential,
+            now,
+        )
+        if row is None:
+            return None
+        return CredentialRow(
+            row["kind"], row["id"], row["name"], row["permissions"], row["expires"]
+        )
+
+    async def list_all(self, user_id: str, types: tuple[str, ...] | None = None) -> list[Token]:
+        if types is None:
+            rows = await self.pool.fetch(
+                "SELECT * FROM tokens WHERE user_id = $1 ORDER BY name", user_id
+            )
+        else:
+            rows = await self.pool.fetch(
+                "SELECT * FROM tokens WHERE user_id = $1 AND type = ANY($2::text[]) ORDER BY name",
+                user_id,
+                list(types),
+            )
+        return [_token(r) for r in rows]
+
+    async def get(self, user_id: str, token_id: str, conn: Executor = None) -> Token | None:
+        row = await (conn or self.pool).fetchrow(
+            "SELECT * FROM tokens WHERE user_id = $1 AND id = $2", user_id, token_id
+        )
+        return _token(row) if row else None
+
+    async def by_name(self, user_id: str, name: str, conn: Executor = None) -> Token | None:
+        row = await (conn or self.pool).fetchrow(
+            "SELECT * FROM tokens WHERE user_id = $1 AND name = $2", user_id, name
+        )
+        return _token(row) if row else None
+
+    async def create(
+        self,
+        user_id: str,
+        token_id: str,
+        name: str,
+        type: str,
+        permissions: list[dict[str, Any]],
+        now: float,
+        conn: Executor = None,
+    ) -> Token:
+        try:
+            row = await (conn or self.pool).fetchrow(
+                "INSERT INTO tokens (user_id, id, name, type, permissions, created, modified)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
+                user_id,
+                token_id,
+                name,
+                type,
+                permissions,
+                now,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(conflict_field(exc)) from None
+        return _token(row)
+
+    async def update(
+        self,
+        user_id: str,
+        token_id: str,
+        name: str | None,
+        permissions: list[dict[str, Any]] | None,
+        now: float,
+        conn: Executor = None,
+    ) -> Token | None:
+        try:
+            row = await (conn or self.pool).fetchrow(
+                "UPDATE tokens SET name = coalesce($3, name),"
+                " permissions = coalesce($4, permissions), modified = $5"
+                " WHERE user_id = $1 AND id = $2 RETURNING *",
+                user_id,
+                token_id,
+                name,
+                permissions,
+                now,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(conflict_field(exc)) from None
+        return _token(row) if row else None
+
+    async def delete(self, user_id: str, token_id: str, conn: Executor = None) -> bool:
+        status: str = await (conn or self.pool).execute(
+            "DELETE FROM tokens WHERE user_id = $1 AND id = $2", user_id, token_id
+        )
+        return status != "DELETE 0"

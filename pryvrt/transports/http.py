@@ -1,0 +1,371 @@
+"""HTTP transport: routes → method ids, requests → params, results and errors → responses.
+
+Every API route is one line of ``ROUTES``. A user's routes are written without the
+username: it comes from the first path segment (``/alice/channels``), from the host
+(``alice.example.org`` when PRYVRT_DOMAIN is set) or from ``?userName=`` (API.md §1).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from aiohttp import web
+
+from pryvrt import API_VERSION, __version__, errors
+from pryvrt.methods import registry
+from pryvrt.methods.context import CallContext, Services
+
+log = logging.getLogger(__name__)
+
+SERVICES_KEY = web.AppKey("services", Services)
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    verb: str
+    path: str
+    method_id: str
+    status: int = 200
+    # Where a JSON body goes: merged into params (None), or under this key (e.g. arrays).
+    body_key: str | None = None
+    # Accepts multipart/form-data with files (handled by pryvrt.transports.multipart).
+    uploads: bool = False
+
+
+# Order matters where a literal and a {param} compete for a segment: literal first.
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/", "batch", body_key="calls"),
+    Route("POST", "/login", "admin.login"),
+    Route("POST", "/logout", "admin.logout"),
+    Route("GET", "/user-info", "admin.getUserInfo"),
+    Route("PUT", "/user-info", "admin.updateUserInfo"),
+    Route("POST", "/change-password", "admin.changePassword"),
+    Route("GET", "/bookmarks", "bookmarks.get"),
+    Route("POST", "/bookmarks", "bookmarks.create", 201),
+    Route("PUT", "/bookmarks/{id}", "bookmarks.update"),
+    Route("DELETE", "/bookmarks/{id}", "bookmarks.delete"),
+    Route("GET", "/channels", "channels.get"),
+    Route("POST", "/channels", "channels.create", 201),
+    Route("PUT", "/channels/{channelId}", "channels.update"),
+    Route("DELETE", "/channels/{channelId}", "channels.delete"),
+    Route("GET", "/tokens", "tokens.get"),
+    Route("POST", "/tokens", "tokens.create", 201),
+    Route("POST", "/tokens/personal", "tokens.getOrCreatePersonal"),
+    Route("GET", "/tokens/{name}", "tokens.getOrCreatePersonal"),
+    Route("PUT", "/tokens/{id}", "tokens.update"),
+    Route("DELETE", "/tokens/{id}", "tokens.delete"),
+    Route("GET", "/{channelId}/folders", "folders.get"),
+    Route("GET", "/{channelId}/folders/{parentId}", "folders.get"),
+    Route("POST", "/{channelId}/folders", "folders.create", 201),
+    Route("POST", "/{channelId}/folders/{parentId}", "folders.create", 201),
+    Route("PUT", "/{channelId}/folders/{id}", "folders.update"),
+    Route("POST", "/{channelId}/folders/{id}/move", "folders.move"),
+    Route("DELETE", "/{channelId}/folders/{id}", "folders.delete"),
+    Route("GET", "/{channelId}/events", "events.get"),
+    Route("POST", "/{channelId}/events", "events.create", 201, uploads=True),
+    Route("POST", "/{channelId}/events/start", "events.start", 201),
+    Route("POST", "/{channelId}/events/stop", "events.stop"),
+    Route("GET", "/{channelId}/events/running", "events.getRunning"),
+    Route("POST", "/{channelId}/events/batch", "events.batch"),
+    Route("PUT", "/{channelId}/events/{id}", "events.update"),
+    Route("POST", "/{channelId}/events/{id}", "events.addAttachments", uploads=True),
+    Route("DELETE", "/{channelId}/events/{id}", "events.delete"),
+    Route("GET", "/{channelId}/events/{id}/{fileName}", "events.getAttachment"),
+    Route("DELETE", "/{channelId}/events/{id}/{fileName}", "events.deleteAttachment"),
+)
+
+# Routes outside any user (registered with aiohttp's router directly).
+SERVICE_ROUTES: tuple[Route, ...] = (Route("POST", "/users", "users.create", 201),)
+
+_PARAM = re.compile(r"^\{(\w+)\}$")
+
+
+class RouteTable:
+    """Matches a user-relative path (already split) to a route and its path params."""
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        # Per segment count: (route, [(is_param, name_or_literal), ...]).
+        self._by_length: dict[int, list[tuple[Route, list[tuple[bool, str]]]]] = {}
+        for route in routes:
+            if route.method_id not in registry.REGISTRY:
+                continue  # method not built yet: the route answers 404
+            pattern = []
+            for part in (p for p in route.path.split("/") if p):
+                m = _PARAM.match(part)
+                pattern.append((True, m.group(1)) if m else (False, part))
+            self._by_length.setdefault(len(pattern), []).append((route, pattern))
+
+    def match(self, verb: str, segments: list[str]) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, path params, path_exists): path_exists tells 405 from 404."""
+        path_exists = False
+        for route, pattern in self._by_length.get(len(segments), ()):
+            params: dict[str, str] = {}
+            for (is_param, text), segment in zip(pattern, segments, strict=True):
+                if is_param:
+                    params[text] = segment
+                elif text != segment:
+                    break
+            else:
+                path_exists = True
+                if route.verb == verb:
+                    return route, params, True
+        return None, {}, path_exists
+
+
+def error_response(exc: errors.ApiError) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(exc.to_dict()),
+        status=exc.status,
+        content_type="application/json",
+    )
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def credential_of(request: web.Request) -> str | None:
+    """``Authorization: <credential>`` (or ``Bearer <credential>``), else ``?auth=``."""
+    header = request.headers.get("Authorization")
+    if header:
+        header = header.strip()
+        if header[:7].lower() == "bearer ":
+            header = header[7:].strip()
+        return header or None
+    return request.query.get("auth") or None
+
+
+def split_user(request: web.Request, domain: str | None) -> tuple[str | None, list[str]]:
+    """(username, remaining path segments) per the three addressing forms of API.md §1."""
+    segments = [unquote(s) for s in request.raw_path.split("?", 1)[0].split("/") if s]
+    override = request.query.get("userName")
+    if override:
+        return override, segments
+    if domain:
+        host = (request.host or "").rsplit(":", 1)[0].lower()
+        suffix = "." + domain
+        if host.endswith(suffix) and "." not in host[: -len(suffix)]:
+            return host[: -len(suffix)], segments
+    if not segments:
+        return None, []
+    return segments[0], segments[1:]
+
+
+def query_params(request: web.Request) -> dict[str, Any]:
+    """Query string → params: repeated keys and ``key[]`` become lists."""
+    params: dict[str, Any] = {}
+    for key in set(request.query.keys()):
+        if key in ("auth", "userName"):
+            continue
+        values = request.query.getall(key)
+        if key.endswith("[]"):
+            params[key[:-2]] = list(values)
+        else:
+            params[key] = values[0] if len(values) == 1 else list(values)
+    return params
+
+
+JSON_TYPES = ("application/json", "text/json")
+
+
+async def body_params(request: web.Request) -> Any:
+    if not request.body_exists:
+        return None
+    ctype = request.content_type
+    if (
+        ctype not in JSON_TYPES
+        and not ctype.endswith("+json")
+        and ctype != "application/octet-stream"
+    ):
+        raise errors.InvalidRequestStructure(
+            f"expected a JSON body (Content-Type: application/json), got {ctype!r}"
+        )
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidRequestStructure(f"the body is not valid JSON: {exc}") from None
+
+
+def new_request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    if 0 < len(given) <= 64 and given.replace("-", "").isalnum():
+        return given
+    return secrets.token_hex(8)
+
+
+class HttpTransport:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.table = RouteTable(ROUTES)
+        # Set by the dashboard module: serves GET /{username}/ (and GET / with a user).
+        self.user_root_view: Callable[[web.Request, str], Awaitable[web.StreamResponse]] | None = (
+            None
+        )
+
+    def context(self, request: web.Request, username: str | None) -> CallContext:
+        return CallContext(
+            services=self.services,
+            transport="http",
+            request_id=request[REQUEST_ID_KEY],
+            username=username,
+            credential=credential_of(request),
+            client_ip=request.remote,
+            base_url=f"{request.scheme}://{request.host}",
+        )
+
+    async def dispatch(
+        self, request: web.Request, route: Route, username: str | None, path_params: dict[str, str]
+    ) -> web.StreamResponse:
+        ctx = self.context(request, username)
+        params: dict[str, Any] = query_params(request)
+        if route.uploads and request.content_type.startswith("multipart/"):
+            from pryvrt.transports import multipart
+
+            body, ctx.uploads = await multipart.open_uploads(request, self.services.settings)
+        else:
+            body = await body_params(request)
+        if route.body_key is not None:
+            if body is not None:
+                params[route.body_key] = body
+        elif body is not None:
+            if not isinstance(body, dict):
+                raise errors.InvalidRequestStructure("the JSON body must be an object")
+            params.update(body)
+        params.update(path_params)
+        try:
+            result = await registry.call(ctx, route.method_id, params)
+        finally:
+            if ctx.uploads is not None and hasattr(ctx.uploads, "release"):
+                await ctx.uploads.release()
+        render = getattr(result, "http_response", None)
+        if render is not None:
+            response: web.StreamResponse = await render(request)
+            return response
+        return json_response(result, route.status)
+
+    async def handle_user(self, request: web.Request) -> web.StreamResponse:
+        """Every path not taken by a service route: a user's API (or the service root)."""
+        username, segments = split_user(request, self.services.settings.domain)
+        if username is None:
+            if request.method == "GET":
+                return json_response(service_info(self.services))
+            raise errors.UnknownResource(f"no route {request.method} {request.path}")
+        if not segments and request.method == "GET" and self.user_root_view is not None:
+            return await self.user_root_view(request, username)
+        route, path_params, path_exists = self.table.match(request.method, segments)
+        if route is None:
+            if path_exists:
+                raise errors.MethodNotAllowed(f"{request.method} is not allowed here")
+            raise errors.UnknownResource(f"no route {request.method} {request.path}")
+        return await self.dispatch(request, route, username, path_params)
+
+    async def handle_register(self, request: web.Request) -> web.StreamResponse:
+        return await self.dispatch(request, SERVICE_ROUTES[0], None, {})
+
+
+def service_info(services: Services) -> dict[str, Any]:
+    return {
+        "name": "pryvrt",
+        "version": __version__,
+        "apiVersion": API_VERSION,
+        "registration": services.settings.registration,
+        "domain": services.settings.domain,
+    }
+
+
+# Error ids for aiohttp's own HTTP errors (router misses, oversized bodies...).
+_HTTP_ERROR_IDS = {
+    400: ("INVALID_REQUEST_STRUCTURE", errors.InvalidRequestStructure),
+    404: ("UNKNOWN_RESOURCE", errors.UnknownResource),
+    405: ("METHOD_NOT_ALLOWED", errors.MethodNotAllowed),
+    413: ("PAYLOAD_TOO_LARGE", errors.PayloadTooLarge),
+}
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Request id, CORS preflight, and every error rendered as ``{id, message, data?}``."""
+    request[REQUEST_ID_KEY] = new_request_id(request)
+    if request.method == "OPTIONS":
+        return web.Response(status=200)
+    try:
+        return await handler(request)
+    except errors.ApiError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        _, cls = _HTTP_ERROR_IDS.get(exc.status, ("", errors.InvalidRequestStructure))
+        api_error = cls(exc.reason or "request refused", status=exc.status)
+        return error_response(api_error)
+    except Exception:
+        log.exception("unexpected error", extra={"request_id": request[REQUEST_ID_KEY]})
+        return error_response(
+            errors.UnexpectedError(f"unexpected error (request id {request[REQUEST_ID_KEY]})")
+        )
+
+
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Request-Id"
+CORS_EXPOSE_HEADERS = "Server-Time, API-Version, X-Request-Id"
+
+
+async def add_common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Server-Time and API-Version on every response (errors and 404s too), plus CORS."""
+    headers = response.headers
+    headers["Server-Time"] = f"{time.time():.3f}"
+    headers["API-Version"] = API_VERSION
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id:
+        headers["X-Request-Id"] = request_id
+    if request.path.startswith("/socket.io"):
+        return  # python-socketio answers CORS for its own endpoint
+    origin = request.headers.get("Origin")
+    headers["Access-Control-Allow-Origin"] = origin or "*"
+    if origin:
+        headers["Vary"] = "Origin"
+    headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
+    headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+    headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    headers["Access-Control-Max-Age"] = "86400"
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    """200 when the database answers, else 503 SERVICE_UNAVAILABLE."""
+    services = request.app[SERVICES_KEY]
+    try:
+        await services.storage.ping()
+    except Exception as exc:
+        log.warning("health check failed: %s", type(exc).__name__)
+        raise errors.ServiceUnavailable(
+            "the database is unavailable", {"database": "down"}
+        ) from None
+    return json_response({"status": "ok", "database": "ok", "version": __version__})
+
+
+def setup(app: web.Application, services: Services) -> HttpTransport:
+    """Middleware, headers and the service routes; call ``add_user_routes`` last."""
+    transport = HttpTransport(services)
+    app.middlewares.append(error_middleware)
+    app.on_response_prepare.append(add_common_headers)
+    app.router.add_post("/users", transport.handle_register)
+    app.router.add_get("/health", handle_health)
+    return transport
+
+
+def add_user_routes(app: web.Application, transport: HttpTransport) -> None:
+    """The catch-all for users' APIs: registered after every more specific route."""
+    app.router.add_route("*", "/{tail:.*}", transport.handle_user)

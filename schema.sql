@@ -1,0 +1,140 @@
+-- pryvrt schema. Applied at every start-up; every statement is idempotent.
+-- Every table carries user_id and leads its primary key and indexes with it, so the
+-- schema can be distributed by user (e.g. Citus: SELECT create_distributed_table(t, 'user_id'))
+-- without rework. Timestamps are float seconds since the Unix epoch (API.md §3).
+-- To change the schema: add idempotent statements at the end and bump the version row.
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    version    integer NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS users (
+    user_id       text PRIMARY KEY,
+    username      text NOT NULL,
+    email         text,
+    language      text NOT NULL DEFAULT 'en',
+    password_hash text NOT NULL,
+    created       double precision NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS users_username ON users (username);
+CREATE UNIQUE INDEX IF NOT EXISTS users_email ON users (lower(email)) WHERE email IS NOT NULL;
+
+-- Admin sessions (API.md §9): sliding expiry.
+CREATE TABLE IF NOT EXISTS sessions (
+    user_id  text NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    id       text NOT NULL,
+    app_id   text,
+    created  double precision NOT NULL,
+    expires  double precision NOT NULL,
+    PRIMARY KEY (user_id, id)
+);
+
+-- Data access tokens (API.md §7). The id is the secret credential.
+CREATE TABLE IF NOT EXISTS tokens (
+    user_id     text NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    id          text NOT NULL,
+    name        text NOT NULL,
+    type        text NOT NULL CHECK (type IN ('personal', 'shared', 'app')),
+    permissions jsonb NOT NULL DEFAULT '[]',
+    created     double precision NOT NULL,
+    modified    double precision NOT NULL,
+    PRIMARY KEY (user_id, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_name ON tokens (user_id, name);
+
+CREATE TABLE IF NOT EXISTS channels (
+    user_id                   text NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    id                        text NOT NULL,
+    name                      text NOT NULL,
+    enforce_no_events_overlap boolean NOT NULL DEFAULT true,
+    client_data               jsonb NOT NULL DEFAULT '{}',
+    trashed                   boolean NOT NULL DEFAULT false,
+    modified                  double precision NOT NULL,
+    PRIMARY KEY (user_id, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS channels_name ON channels (user_id, name);
+
+CREATE TABLE IF NOT EXISTS folders (
+    user_id     text NOT NULL,
+    channel_id  text NOT NULL,
+    id          text NOT NULL,
+    name        text NOT NULL,
+    parent_id   text,
+    hidden      boolean NOT NULL DEFAULT false,
+    client_data jsonb NOT NULL DEFAULT '{}',
+    trashed     boolean NOT NULL DEFAULT false,
+    modified    double precision NOT NULL,
+    PRIMARY KEY (user_id, channel_id, id),
+    FOREIGN KEY (user_id, channel_id) REFERENCES channels (user_id, id) ON DELETE CASCADE
+);
+-- Sibling names are unique; root folders (parent_id NULL) are siblings of each other.
+CREATE UNIQUE INDEX IF NOT EXISTS folders_sibling_name
+    ON folders (user_id, channel_id, coalesce(parent_id, ''), name);
+
+-- Events. end_time is derived: time for a mark, time + duration for a finished period,
+-- +Infinity for a running one, so "overlaps [from, to]" is time <= to AND end_time >= from.
+CREATE TABLE IF NOT EXISTS events (
+    user_id     text NOT NULL,
+    channel_id  text NOT NULL,
+    id          text NOT NULL,
+    time        double precision NOT NULL,
+    is_period   boolean NOT NULL DEFAULT false,
+    duration    double precision,
+    end_time    double precision GENERATED ALWAYS AS (
+                    CASE WHEN NOT is_period THEN time
+                         WHEN duration IS NULL THEN 'Infinity'::double precision
+                         ELSE time + duration END) STORED,
+    folder_id   text,
+    type        text,
+    value       jsonb,
+    tags        text[] NOT NULL DEFAULT '{}',
+    description text,
+    client_data jsonb NOT NULL DEFAULT '{}',
+    attachments jsonb NOT NULL DEFAULT '[]',
+    trashed     boolean NOT NULL DEFAULT false,
+    modified    double precision NOT NULL,
+    PRIMARY KEY (user_id, channel_id, id),
+    FOREIGN KEY (user_id, channel_id) REFERENCES channels (user_id, id) ON DELETE CASCADE,
+    CHECK (is_period OR duration IS NULL),
+    CHECK (duration IS NULL OR duration >= 0)
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (user_id, channel_id, time);
+CREATE INDEX IF NOT EXISTS events_folder_time ON events (user_id, channel_id, folder_id, time);
+CREATE INDEX IF NOT EXISTS events_modified ON events (user_id, channel_id, modified);
+CREATE INDEX IF NOT EXISTS events_periods ON events (user_id, channel_id, time, end_time)
+    WHERE is_period AND NOT trashed;
+CREATE INDEX IF NOT EXISTS events_running ON events (user_id, channel_id)
+    WHERE is_period AND duration IS NULL AND NOT trashed;
+CREATE INDEX IF NOT EXISTS events_tags ON events USING gin (tags);
+
+-- Attachment bytes, in chunks, so any worker can stream any file (see README).
+-- Metadata ({id, fileName, type, size, integrity, readToken}) lives in events.attachments.
+CREATE TABLE IF NOT EXISTS attachment_chunks (
+    user_id       text NOT NULL,
+    channel_id    text NOT NULL,
+    event_id      text NOT NULL,
+    attachment_id text NOT NULL,
+    seq           integer NOT NULL,
+    data          bytea NOT NULL,
+    PRIMARY KEY (user_id, channel_id, event_id, attachment_id, seq),
+    FOREIGN KEY (user_id, channel_id, event_id)
+        REFERENCES events (user_id, channel_id, id) ON DELETE CASCADE
+);
+
+-- Sharing bookmarks (API.md §9, seed 002).
+CREATE TABLE IF NOT EXISTS bookmarks (
+    user_id      text NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    id           text NOT NULL,
+    name         text NOT NULL,
+    url          text NOT NULL,
+    access_token text NOT NULL,
+    created      double precision NOT NULL,
+    modified     double precision NOT NULL,
+    PRIMARY KEY (user_id, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS bookmarks_name ON bookmarks (user_id, name);
+
+INSERT INTO schema_version (singleton, version) VALUES (true, 1)
+    ON CONFLICT (singleton) DO NOTHING;

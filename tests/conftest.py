@@ -1,0 +1,183 @@
+"""Fixtures that start real services once per session: PostgreSQL (pgserver or DATABASE_URL),
+and a fresh database per test module. Servers are real aiohttp apps on loopback TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pryvrt.app import create_app
+from pryvrt.config import Settings
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server for the whole run: DATABASE_URL, else an embedded pgserver."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    # Short path: pgserver's unix socket path must stay under ~107 bytes.
+    data_dir = Path(tmp_path_factory.mktemp("pg"))
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def _create_database(url: str, name: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_server_url: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database for each test module."""
+    module = request.module.__name__.rsplit(".", 1)[-1][:30]
+    name = f"t_{module}_{secrets.token_hex(3)}".lower()
+    asyncio.run(_create_database(pg_server_url, name))
+    return with_database(pg_server_url, name)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        password_hash_fast=True,
+    )
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any
+
+    def __repr__(self) -> str:
+        return f"Reply({self.status}, {self.body!r})"
+
+
+@dataclass
+class Api:
+    """A real HTTP client for one server, with helpers to set up users and credentials."""
+
+    client: TestClient
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        auth: str | None = None,
+        **kwargs: Any,
+    ) -> Reply:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if auth is not None:
+            headers["Authorization"] = auth
+        if json is not None:
+            kwargs["json"] = json
+        async with self.client.request(method, path, headers=headers, **kwargs) as resp:
+            raw = await resp.read()
+            try:
+                body: Any = await resp.json(content_type=None) if raw else None
+            except ValueError:
+                body = raw
+            return Reply(resp.status, body, resp.headers)
+
+    async def get(self, path: str, auth: str | None = None, **kw: Any) -> Reply:
+        return await self.request("GET", path, auth=auth, **kw)
+
+    async def post(self, path: str, json: Any = None, auth: str | None = None, **kw: Any) -> Reply:
+        return await self.request("POST", path, json=json, auth=auth, **kw)
+
+    async def put(self, path: str, json: Any = None, auth: str | None = None, **kw: Any) -> Reply:
+        return await self.request("PUT", path, json=json, auth=auth, **kw)
+
+    async def delete(self, path: str, auth: str | None = None, **kw: Any) -> Reply:
+        return await self.request("DELETE", path, auth=auth, **kw)
+
+    async def register(self, username: str | None = None, password: str = "secret-pw") -> str:
+        username = username or "u" + secrets.token_hex(5)
+        reply = await self.post("/users", {"username": username, "password": password})
+        assert reply.status == 201, reply
+        self.passwords[username] = password
+        return username
+
+    async def login(self, username: str) -> str:
+        reply = await self.post(
+            f"/{username}/login",
+            {"userName": username, "password": self.passwords[username]},
+        )
+        assert reply.status == 200, reply
+        return str(reply.body["sessionID"])
+
+    async def user(self) -> tuple[str, str]:
+        """A new user and a session of theirs."""
+        username = await self.register()
+        return username, await self.login(username)
+
+    async def personal_token(self, username: str, session: str, name: str = "app") -> str:
+        reply = await self.post(f"/{username}/tokens/personal", {"name": name}, auth=session)
+        assert reply.status == 200, reply
+        return str(reply.body["id"])
+
+    async def channel(self, username: str, auth: str, **fields: Any) -> str:
+        fields.setdefault("name", "ch-" + secrets.token_hex(4))
+        reply = await self.post(f"/{username}/channels", fields, auth=auth)
+        assert reply.status == 201, reply
+        return str(reply.body["id"])
+
+    async def shared_token(self, username: str, auth: str, permissions: list[Any]) -> str:
+        reply = await self.post(
+            f"/{username}/tokens",
+            {"name": "t-" + secrets.token_hex(4), "permissions": permissions},
+            auth=auth,
+        )
+        assert reply.status == 201, reply
+        return str(reply.body["id"])
+
+
+AppFactory = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def make_api(
+    settings: Settings, aiohttp_client: Callable[..., Awaitable[TestClient]]
+) -> AsyncIterator[AppFactory]:
+    """Start a server (optionally with changed settings) and return its ``Api``."""
+
+    async def factory(**overrides: Any) -> Api:
+        from dataclasses import replace
+
+        app = create_app(replace(settings, **overrides) if overrides else settings)
+        return Api(await aiohttp_client(app))
+
+    yield factory
+
+
+@pytest.fixture
+async def api(make_api: AppFactory) -> Api:
+    return await make_api()
