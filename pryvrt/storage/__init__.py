@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from pryvrt.storage.attachments import AttachmentsStore
 from pryvrt.storage.bookmarks import BookmarksStore
 from pryvrt.storage.channels import ChannelsStore
 from pryvrt.storage.database import transaction
@@ -29,6 +30,7 @@ class Storage:
     tokens: TokensStore
     channels: ChannelsStore
     bookmarks: BookmarksStore
+    attachments: AttachmentsStore
 
     def attach(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -37,6 +39,7 @@ class Storage:
         self.tokens = TokensStore(pool)
         self.channels = ChannelsStore(pool)
         self.bookmarks = BookmarksStore(pool)
+        self.attachments = AttachmentsStore(pool)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

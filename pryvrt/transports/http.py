@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import orjson
 from aiohttp import web
@@ -22,6 +22,7 @@ from aiohttp import web
 from pryvrt import API_VERSION, __version__, errors
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
+from pryvrt.methods.results import Download
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,25 @@ def error_response(exc: errors.ApiError) -> web.Response:
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def stream_download(request: web.Request, download: Download) -> web.StreamResponse:
+    """Stream a stored file; ``inline`` so ``<img src=...?readToken=...>`` displays it."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": download.content_type,
+            "Content-Disposition": "inline; filename*=UTF-8''" + quote(download.file_name),
+            "ETag": f'"{download.integrity}"',
+            "Cache-Control": "private, max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    response.content_length = download.size
+    await response.prepare(request)
+    async for chunk in download.chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 def credential_of(request: web.Request) -> str | None:
@@ -249,10 +269,8 @@ class HttpTransport:
         finally:
             if ctx.uploads is not None and hasattr(ctx.uploads, "release"):
                 await ctx.uploads.release()
-        render = getattr(result, "http_response", None)
-        if render is not None:
-            response: web.StreamResponse = await render(request)
-            return response
+        if isinstance(result, Download):
+            return await stream_download(request, result)
         return json_response(result, route.status)
 
     async def handle_user(self, request: web.Request) -> web.StreamResponse:

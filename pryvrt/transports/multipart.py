@@ -1,15 +1,102 @@
-"""multipart/form-data uploads: one JSON part (the params) and file parts (attachments)."""
+"""multipart/form-data uploads: at most one JSON part (the params) and file parts.
+
+The JSON part must come before the files (``curl -F 'event=@e.json;type=application/json'
+-F 'file=@photo.jpg'`` keeps that order): files are streamed to the database as they
+arrive, so the handler must know what they belong to first.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
+import orjson
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from pryvrt import errors
 from pryvrt.config import Settings
 
+READ_SIZE = 64 * 1024
+MAX_JSON_PART = 1024 * 1024
 
-async def open_uploads(request: web.Request, settings: Settings) -> tuple[Any, Any]:
-    """(JSON params, uploads). Attachments are not implemented yet."""
-    raise errors.InvalidRequestStructure("multipart uploads are not supported yet")
+
+class FilePart:
+    """One uploaded file, readable once as a stream of bytes."""
+
+    def __init__(self, part: BodyPartReader) -> None:
+        self._part = part
+        self.file_name = part.filename or part.name or "file"
+        self.content_type = part.headers.get("Content-Type", "application/octet-stream")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            data = await self._part.read_chunk(READ_SIZE)
+            if not data:
+                return
+            yield data
+
+
+class Uploads:
+    """The file parts of a request, in order; ``files()`` may be iterated once."""
+
+    def __init__(self, reader: MultipartReader, first: BodyPartReader | None) -> None:
+        self._reader = reader
+        self._first = first
+
+    async def files(self) -> AsyncIterator[FilePart]:
+        part = self._first
+        self._first = None
+        while True:
+            if part is None:
+                nxt = await self._reader.next()
+                if nxt is None:
+                    return
+                if not isinstance(nxt, BodyPartReader):
+                    raise errors.InvalidRequestStructure("nested multipart is not supported")
+                part = nxt
+            if _is_json(part):
+                raise errors.InvalidRequestStructure(
+                    "only one JSON part is allowed, and it must come before the files"
+                )
+            yield FilePart(part)
+            await part.release()
+            part = None
+
+    async def release(self) -> None:
+        """Drain what the handler did not read (keeps the connection usable)."""
+        return None
+
+
+def _is_json(part: BodyPartReader) -> bool:
+    ctype = part.headers.get("Content-Type", "")
+    return ctype.startswith("application/json") or (
+        not part.filename and ctype in ("", "text/plain")
+    )
+
+
+async def open_uploads(request: web.Request, settings: Settings) -> tuple[Any, Uploads]:
+    """(params from the leading JSON part or None, the file parts)."""
+    try:
+        reader = await request.multipart()
+        first = await reader.next()
+    except (ValueError, AssertionError) as exc:
+        raise errors.InvalidRequestStructure(f"malformed multipart body: {exc}") from None
+    if first is not None and not isinstance(first, BodyPartReader):
+        raise errors.InvalidRequestStructure("nested multipart is not supported")
+    params: Any = None
+    if first is not None and _is_json(first):
+        raw = bytearray()
+        while chunk := await first.read_chunk(READ_SIZE):
+            raw += chunk
+            if len(raw) > MAX_JSON_PART:
+                raise errors.PayloadTooLarge("the JSON part is too large")
+        try:
+            params = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise errors.InvalidRequestStructure(
+                f"the JSON part is not valid JSON: {exc}"
+            ) from None
+        if not isinstance(params, dict):
+            raise errors.InvalidRequestStructure("the JSON part must be an object")
+        first = None
+    return params, Uploads(reader, first)
