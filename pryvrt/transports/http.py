@@ -374,6 +374,12 @@ async def handle_health(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "database": "ok", "version": __version__})
 
 
+async def handle_openapi(request: web.Request) -> web.Response:
+    from pryvrt.transports.openapi import build_openapi
+
+    return json_response(build_openapi())
+
+
 def setup(app: web.Application, services: Services) -> HttpTransport:
     """Middleware, headers and the service routes; call ``add_user_routes`` last."""
     transport = HttpTransport(services)
@@ -381,6 +387,7 @@ def setup(app: web.Application, services: Services) -> HttpTransport:
     app.on_response_prepare.append(add_common_headers)
     app.router.add_post("/users", transport.handle_register)
     app.router.add_get("/health", handle_health)
+    app.router.add_get("/openapi.json", handle_openapi)
     return transport
 
 
