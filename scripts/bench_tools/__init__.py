@@ -1,0 +1,1 @@
+"""Helpers of scripts/bench.py: the hello-world floor, wrk, socket clients."""
