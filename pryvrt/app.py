@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from pryvrt import methods  # noqa: F401  (registers every method)
+from pryvrt import web as web_dashboard
 from pryvrt.auth.throttle import LoginThrottle
 from pryvrt.config import Settings
 from pryvrt.methods.context import Services
@@ -60,5 +61,6 @@ def create_app(settings: Settings) -> web.Application:
     app[http.SERVICES_KEY] = services
     app.cleanup_ctx.append(database_ctx)
     transport = http.setup(app, services)
+    web_dashboard.setup(app, transport)
     http.add_user_routes(app, transport)
     return app

@@ -230,9 +230,9 @@ class HttpTransport:
         self.services = services
         self.table = RouteTable(ROUTES)
         # Set by the dashboard module: serves GET /{username}/ (and GET / with a user).
-        self.user_root_view: Callable[[web.Request, str], Awaitable[web.StreamResponse]] | None = (
-            None
-        )
+        self.user_root_view: (
+            Callable[[web.Request, str | None], Awaitable[web.StreamResponse]] | None
+        ) = None
 
     def context(self, request: web.Request, username: str | None) -> CallContext:
         return CallContext(
@@ -278,9 +278,13 @@ class HttpTransport:
         username, segments = split_user(request, self.services.settings.domain)
         if username is None:
             if request.method == "GET":
+                if self.user_root_view is not None and wants_html(request):
+                    return await self.user_root_view(request, None)
                 return json_response(service_info(self.services))
             raise errors.UnknownResource(f"no route {request.method} {request.path}")
         if not segments and request.method == "GET" and self.user_root_view is not None:
+            if not registry.USERNAME_PATTERN.match(username.lower()):
+                raise errors.UnknownUser(f"unknown user {username!r}")
             return await self.user_root_view(request, username)
         route, path_params, path_exists = self.table.match(request.method, segments)
         if route is None:
@@ -291,6 +295,11 @@ class HttpTransport:
 
     async def handle_register(self, request: web.Request) -> web.StreamResponse:
         return await self.dispatch(request, SERVICE_ROUTES[0], None, {})
+
+
+def wants_html(request: web.Request) -> bool:
+    """A browser navigating (Accept: text/html first), not an API client."""
+    return request.headers.get("Accept", "").startswith("text/html")
 
 
 def service_info(services: Services) -> dict[str, Any]:
