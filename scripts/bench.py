@@ -16,6 +16,7 @@ import asyncio
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -338,11 +339,185 @@ def scenario_growth(bench: Bench) -> None:
         server.stop()
 
 
+SOCKETS_TOOL = str(Path(__file__).resolve().parent / "bench_tools" / "sockets.py")
+
+
+class SocketClients:
+    """Processes of raw Socket.IO clients (scripts/bench_tools/sockets.py)."""
+
+    def __init__(
+        self, mode: str, server: Server, username: str, auth: str, counts: list[int], *extra: str
+    ) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    SOCKETS_TOOL,
+                    mode,
+                    server.url,
+                    f"/{username}",
+                    auth,
+                    str(n),
+                    *extra,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for n in counts
+        ]
+        for proc in self.procs:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError("socket clients failed to connect")
+            assert json.loads(line)["ready"] > 0
+
+    def finish(self) -> list[dict[str, Any]]:
+        results = []
+        for proc in self.procs:
+            out, _ = proc.communicate(timeout=120)
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+
+
+def scenario_socket_calls(bench: Bench) -> None:
+    server = start_pryvrt(bench.database_url)
+    try:
+
+        async def setup(c: Client) -> tuple[str, str, str]:
+            await c.setup_user()
+            channel = await c.channel("sio")
+            await c.seed(channel, 1000, time.time() - 1000, 1.0)
+            return c.username, c.auth, channel
+
+        username, auth, channel = asyncio.run(with_client(server, setup))
+        server.reset_peak()
+        clients = SocketClients(
+            "calls",
+            server,
+            username,
+            auth,
+            [32],
+            str(bench.seconds),
+            json.dumps({"channelId": channel, "limit": 20}),
+        )
+        [result] = clients.finish()
+        p50, p99 = latencies(result["latencies"])
+        http = run_wrk(
+            f"{server.url}/{username}/{channel}/events?limit=20",
+            headers={"Authorization": auth},
+            seconds=bench.seconds,
+        )
+        bench.add(
+            Row(
+                "Socket.IO events.get limit=20 via ack, 32 clients",
+                result["calls"] / result["seconds"],
+                "calls/s",
+                p50,
+                p99,
+                server.peak_rss / MIB,
+                note=f"HTTP same run: {http.rps:,.0f} req/s; {result['errors']} errors",
+            ),
+            ratio_of_floor=True,
+        )
+    finally:
+        server.stop()
+
+
+def scenario_fanout(bench: Bench, sockets: int, workers: int) -> None:
+    server = start_pryvrt(bench.database_url, workers, bench.redis_url if workers > 1 else None)
+    writes = 30 if bench.quick else 100
+    try:
+
+        async def setup(c: Client) -> tuple[str, str, str]:
+            await c.setup_user()
+            return c.username, c.auth, await c.channel("fanout")
+
+        username, auth, channel = asyncio.run(with_client(server, setup))
+        per_proc = [sockets // 2, sockets - sockets // 2] if sockets >= 200 else [sockets]
+        clients = SocketClients("listen", server, username, auth, per_proc)
+        server.reset_peak()
+
+        async def write_all(c: Client) -> list[float]:
+            c.username, c.auth = username, auth
+            done = []
+            for i in range(writes):
+                await c.call(
+                    "POST",
+                    f"/{username}/{channel}/events",
+                    {"value": {"type": "count:n", "value": i}},
+                )
+                done.append(time.monotonic())
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            return done
+
+        write_times = asyncio.run(with_client(server, write_all))
+        samples, missed = [], 0
+        for result in clients.finish():
+            for received in result["received"]:
+                missed += max(0, writes - len(received))
+                for sent, got in zip(write_times, received, strict=False):
+                    samples.append(max(0.0, got - sent) * 1000)
+        p50, p99 = latencies(samples) if samples else (None, None)
+        bench.add(
+            Row(
+                f"fan-out: {sockets} sockets, {workers} worker(s)"
+                + (" via Redis" if workers > 1 else ""),
+                len(samples) / max(1e-9, writes * 0.05),
+                "deliv/s",
+                p50,
+                p99,
+                server.peak_rss / MIB,
+                note=f"{missed} missed of {writes * sockets}",
+            )
+        )
+    finally:
+        server.stop()
+
+
+def scenario_idle(bench: Bench) -> None:
+    server = start_pryvrt(bench.database_url)
+    count = 2000 if bench.quick else 10_000
+    try:
+
+        async def setup(c: Client) -> tuple[str, str]:
+            await c.setup_user()
+            return c.username, c.auth
+
+        username, auth = asyncio.run(with_client(server, setup))
+        warm = SocketClients("idle", server, username, auth, [10])
+        time.sleep(1)
+        before = server.rss()
+        clients = SocketClients("idle", server, username, auth, [count // 2, count - count // 2])
+        time.sleep(2)
+        after = server.rss()
+        per_conn = (after - before) / count / 1024
+        clients.finish()
+        warm.finish()
+        bench.add(
+            Row(
+                f"idle sockets: {count:,} on 1 worker",
+                None,
+                "",
+                None,
+                None,
+                after / MIB,
+                note=f"{per_conn:.1f} KiB per connection (target <= 20)",
+            )
+        )
+    finally:
+        server.stop()
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "create": lambda b: (scenario_create(b, 1), scenario_create(b, 2)),  # type: ignore[func-returns-value]
     "reads": scenario_reads,
     "batch": scenario_batch,
     "growth": scenario_growth,
+    "sockets": scenario_socket_calls,
+    "fanout": lambda b: (scenario_fanout(b, 100, 1), scenario_fanout(b, 1000, 2)),  # type: ignore[func-returns-value]
+    "idle": scenario_idle,
 }
 
 
