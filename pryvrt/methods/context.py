@@ -27,7 +27,9 @@ class Services:
     storage: Storage
     bus: Bus
     throttle: LoginThrottle
-    extra: dict[str, Any] = field(default_factory=dict)
+    # username -> User, for the life of the worker: usernames and user ids never change and
+    # users are never deleted; handlers that need fresh profile fields re-read them.
+    user_cache: dict[str, User] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

@@ -126,15 +126,24 @@ def validate(model: type[P], raw: Any) -> P:
         raise validation_error(exc) from None
 
 
+_USER_CACHE_SIZE = 50_000
+
+
 async def resolve_user(ctx: CallContext) -> None:
     if ctx.user is not None:
         return
     username = (ctx.username or "").lower()
-    if not USERNAME_PATTERN.match(username):
-        raise errors.UnknownUser(f"unknown user {ctx.username!r}")
-    user = await ctx.storage.users.by_username(username)
+    cache = ctx.services.user_cache
+    user = cache.get(username)
     if user is None:
-        raise errors.UnknownUser(f"unknown user {ctx.username!r}")
+        if not USERNAME_PATTERN.match(username):
+            raise errors.UnknownUser(f"unknown user {ctx.username!r}")
+        user = await ctx.storage.users.by_username(username)
+        if user is None:
+            raise errors.UnknownUser(f"unknown user {ctx.username!r}")
+        if len(cache) >= _USER_CACHE_SIZE:
+            cache.clear()
+        cache[username] = user
     ctx.user = user
 
 
