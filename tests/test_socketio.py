@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -305,3 +306,16 @@ async def test_stopping_the_server_closes_open_sockets_quickly(api: Api) -> None
         await asyncio.wait_for(api.client.close(), 5)
         await sock.wait_disconnected()
         assert loop.time() - started < 2
+
+
+async def test_notifications_through_redis_arrive_once(make_api: Any, redis_url: str) -> None:
+    api = await make_api(redis_url=redis_url)
+    username, session = await api.user()
+    async with (
+        connect(url(api), username, session) as first,
+        connect(url(api), username, session) as second,
+    ):
+        await api.channel(username, session)
+        assert await first.next() == ("channelsChanged", None)
+        assert await second.next() == ("channelsChanged", None)
+        assert await first.drain() == [] and await second.drain() == []
