@@ -63,6 +63,7 @@ async def connect(
     *,
     in_query: bool = False,
     transports: list[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Socket]:
     """Connect with the v4 ``auth: {token}`` (or ``?auth=`` with ``in_query``)."""
     client = socketio.AsyncClient(reconnection=False)
@@ -81,6 +82,7 @@ async def connect(
             namespaces=[namespace],
             auth=auth,
             transports=transports or ["websocket"],
+            headers=headers or {},
             wait_timeout=5,
         )
         yield socket

@@ -319,3 +319,12 @@ async def test_notifications_through_redis_arrive_once(make_api: Any, redis_url:
         assert await first.next() == ("channelsChanged", None)
         assert await second.next() == ("channelsChanged", None)
         assert await first.drain() == [] and await second.drain() == []
+
+
+async def test_pages_of_other_origins_may_connect(api: Api) -> None:
+    username, session = await api.user()
+    async with connect(
+        url(api), username, session, headers={"Origin": "https://app.example"}
+    ) as sock:
+        error, _ = await sock.call("channels.get")
+    assert error is None
