@@ -15,6 +15,9 @@ import asyncpg
 from pryvrt.storage.bookmarks import BookmarksStore
 from pryvrt.storage.channels import ChannelsStore
 from pryvrt.storage.database import transaction
+from pryvrt.storage.events import EventsStore
+from pryvrt.storage.folders import FoldersStore
+from pryvrt.storage.periods import PeriodsStore
 from pryvrt.storage.sessions import SessionsStore
 from pryvrt.storage.tokens import TokensStore
 from pryvrt.storage.users import UsersStore
@@ -29,6 +32,9 @@ class Storage:
     tokens: TokensStore
     channels: ChannelsStore
     bookmarks: BookmarksStore
+    folders: FoldersStore
+    events: EventsStore
+    periods: PeriodsStore
 
     def attach(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -37,6 +43,9 @@ class Storage:
         self.tokens = TokensStore(pool)
         self.channels = ChannelsStore(pool)
         self.bookmarks = BookmarksStore(pool)
+        self.folders = FoldersStore(pool)
+        self.events = EventsStore(pool)
+        self.periods = PeriodsStore(pool)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
