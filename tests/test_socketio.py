@@ -252,6 +252,28 @@ async def test_events_changed_reaches_only_sockets_that_can_see_the_channel(api:
         )
 
 
+async def test_folder_writes_over_the_socket_notify_folders_changed_for_that_channel(
+    api: Api,
+) -> None:
+    needs_events()
+    username, session = await api.user()
+    a = await api.channel(username, session)
+    b = await api.channel(username, session)
+    shared = await api.shared_token(username, session, [{"channelId": b, "level": "read"}])
+    async with (
+        connect(url(api), username, session) as writer,
+        connect(url(api), username, shared) as on_b,
+    ):
+        error, result = await writer.call("folders.create", {"channelId": a, "name": "Work"})
+        assert error is None and result["id"]
+        assert await writer.next() == ("foldersChanged", {"channelId": a})
+        assert await on_b.drain() == []
+        error, _ = await writer.call("folders.create", {"channelId": b, "name": "Home"})
+        assert error is None
+        assert await on_b.next() == ("foldersChanged", {"channelId": b})
+        assert await writer.next() == ("foldersChanged", {"channelId": b})
+
+
 async def test_deleting_a_token_disconnects_its_sockets_only(api: Api) -> None:
     username, session = await api.user()
     channel = await api.channel(username, session)
@@ -328,3 +350,14 @@ async def test_pages_of_other_origins_may_connect(api: Api) -> None:
     ) as sock:
         error, _ = await sock.call("channels.get")
     assert error is None
+
+
+async def test_a_server_starts_and_takes_writes_while_redis_is_unreachable(make_api: Any) -> None:
+    from tests.conftest import free_port
+
+    api = await make_api(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    username, session = await api.user()
+    async with connect(url(api), username, session) as sock:
+        error, result = await sock.call("channels.create", {"name": "offline"})
+        assert error is None and result["id"]
+        assert await sock.drain(0.2) == []  # its notification could not travel
