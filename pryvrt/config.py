@@ -65,6 +65,8 @@ class Settings:
     db_pool_size: int = 10
     db_timeout: float = 10.0
     password_hash_fast: bool = False
+    # Seconds a socket's credential, once checked, is trusted without asking the database.
+    socket_recheck_seconds: float = 5.0
     # Worker processes sharing the port (``pryvrt serve --workers``); > 1 needs Redis.
     workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)

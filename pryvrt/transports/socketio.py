@@ -71,6 +71,8 @@ class Peer:
     access: Access
     client_ip: str | None
     base_url: str
+    # time.monotonic() of the last check of the credential against the database
+    checked: float = 0.0
 
 
 def credential_from(auth: Any, environ: dict[str, Any]) -> str | None:
@@ -198,7 +200,16 @@ class SocketTransport:
         if not self._alive(sid, namespace):
             return False  # the client left while we checked its credential
         assert ctx.user is not None and ctx.credential is not None
-        peer = Peer(sid, namespace, ctx.user, ctx.credential, access, ctx.client_ip, ctx.base_url)
+        peer = Peer(
+            sid,
+            namespace,
+            ctx.user,
+            ctx.credential,
+            access,
+            ctx.client_ip,
+            ctx.base_url,
+            time.monotonic(),
+        )
         self.peers[sid] = peer
         self.by_user.setdefault(peer.user.id, {})[sid] = peer
         log.info(
@@ -239,19 +250,28 @@ class SocketTransport:
             if peer is None:
                 raise errors.InvalidToken("this socket is not authenticated")
             method_id, params = parse_call(event, args)
+            now = time.monotonic()
+            # The credential is checked again when its last check is older than a few
+            # seconds: a token deleted while its revocation could not reach us (Redis down),
+            # or a session that expired, stops working within that time. Checking on every
+            # call would cost one more database round trip per call (~40 % of throughput).
+            fresh = now - peer.checked < self.services.settings.socket_recheck_seconds
             ctx = CallContext(
                 services=self.services,
                 transport="socket.io",
                 request_id=secrets.token_hex(8),
                 username=peer.user.username,
-                # The credential is checked again on every call: a token deleted while its
-                # revocation could not reach us (Redis down) stops working at once.
                 credential=peer.credential,
                 client_ip=peer.client_ip,
                 base_url=peer.base_url,
                 user=peer.user,
+                access=peer.access if fresh else None,
             )
-            return None, await registry.call(ctx, method_id, params)
+            try:
+                return None, await registry.call(ctx, method_id, params)
+            finally:
+                if not fresh and ctx.access is not None:
+                    peer.access, peer.checked = ctx.access, now
         except errors.InvalidToken as exc:
             if sid in self.peers:
                 self._spawn(self._disconnect(sid))  # after the ack is queued
