@@ -100,13 +100,10 @@ CREATE TABLE IF NOT EXISTS events (
     CHECK (is_period OR duration IS NULL),
     CHECK (duration IS NULL OR duration >= 0)
 );
-CREATE INDEX IF NOT EXISTS events_time ON events (user_id, channel_id, time);
 CREATE INDEX IF NOT EXISTS events_folder_time ON events (user_id, channel_id, folder_id, time);
 CREATE INDEX IF NOT EXISTS events_modified ON events (user_id, channel_id, modified);
 CREATE INDEX IF NOT EXISTS events_periods ON events (user_id, channel_id, time, end_time)
     WHERE is_period AND NOT trashed;
-CREATE INDEX IF NOT EXISTS events_running ON events (user_id, channel_id)
-    WHERE is_period AND duration IS NULL AND NOT trashed;
 CREATE INDEX IF NOT EXISTS events_tags ON events USING gin (tags);
 
 -- Attachment bytes, in chunks, so any worker can stream any file (see README).
@@ -136,5 +133,18 @@ CREATE TABLE IF NOT EXISTS bookmarks (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS bookmarks_name ON bookmarks (user_id, name);
 
-INSERT INTO schema_version (singleton, version) VALUES (true, 1)
-    ON CONFLICT (singleton) DO NOTHING;
+-- Version 2: events indexes for the folders and events API (v1's events_time and
+-- events_running are replaced; creating them above would rebuild them at every start).
+-- events.get pages by (time, id): one index gives that order with no sort step.
+CREATE INDEX IF NOT EXISTS events_time_id ON events (user_id, channel_id, time, id);
+DROP INDEX IF EXISTS events_time;
+-- The longest finished period bounds how far before a window an overlapping one starts.
+CREATE INDEX IF NOT EXISTS events_durations ON events (user_id, channel_id, duration)
+    WHERE is_period AND duration IS NOT NULL;
+-- Running periods in any state (events.get windows and getRunning; few rows per channel).
+CREATE INDEX IF NOT EXISTS events_running_time ON events (user_id, channel_id, time)
+    WHERE is_period AND duration IS NULL;
+DROP INDEX IF EXISTS events_running;
+
+INSERT INTO schema_version (singleton, version) VALUES (true, 2)
+    ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 2);

@@ -17,6 +17,7 @@ from pryvrt.notify import Bus, LocalBus
 from pryvrt.storage import Storage
 from pryvrt.storage.database import EmbeddedPostgres, apply_schema, create_pool, start_embedded
 from pryvrt.transports import http
+from pryvrt.transports.socketio import SocketTransport
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,11 @@ EMBEDDED_PG_KEY = web.AppKey("embedded_pg", EmbeddedPostgres)
 
 
 def make_bus(settings: Settings) -> Bus:
+    """Redis pub/sub when REDIS_URL is set (several workers), else in-process delivery."""
+    if settings.redis_url:
+        from pryvrt.notify.redis_bus import RedisBus
+
+        return RedisBus(settings.redis_url)
     return LocalBus()
 
 
@@ -61,6 +67,8 @@ def create_app(settings: Settings) -> web.Application:
     app[http.SERVICES_KEY] = services
     app.cleanup_ctx.append(database_ctx)
     transport = http.setup(app, services)
+    # Several workers share the port without sticky sessions: websocket only (no polling).
+    SocketTransport(services, websocket_only=settings.workers > 1).attach(app)
     web_dashboard.setup(app, transport)
     http.add_user_routes(app, transport)
     return app

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir"):
+    for name in ("host", "port", "data_dir", "workers"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = Path(value) if name == "data_dir" else value
@@ -26,11 +26,22 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings.workers > 1 and not args.worker:
+        from pryvrt.workers import supervise
+
+        return supervise(settings, args.shutdown_timeout)
+    return serve_worker(settings, args.shutdown_timeout, child=args.worker)
+
+
+def serve_worker(settings: Settings, shutdown_timeout: float, *, child: bool) -> int:
+    """One process serving HTTP and Socket.IO (alone, or as one of ``--workers``)."""
+    import gc
+
     from aiohttp import web
 
     from pryvrt.app import create_app
 
-    settings = _settings(args)
     try:
         import uvloop
 
@@ -38,6 +49,16 @@ def serve(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
         pass
     app = create_app(settings)
+    if child:
+        from pryvrt.workers import exit_with_parent
+
+        app.cleanup_ctx.append(exit_with_parent)
+
+    async def freeze_gc(app: web.Application) -> None:
+        # Start-up objects never die: keep full GC passes (tens of ms) off the hot path.
+        gc.freeze()
+
+    app.on_startup.append(freeze_gc)
     log.info("listening", extra={"host": settings.host, "port": settings.port})
     web.run_app(
         app,
@@ -45,7 +66,8 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         access_log=None,
         print=None,
-        shutdown_timeout=args.shutdown_timeout,
+        shutdown_timeout=shutdown_timeout,
+        reuse_port=child,
     )
     return 0
 
@@ -115,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds to let in-flight requests finish on SIGTERM",
     )
+    p_serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the port (default 1, env WEB_CONCURRENCY); >1 needs REDIS_URL",
+    )
+    p_serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p_serve.set_defaults(func=serve)
 
     p_user = sub.add_parser("user", help="manage users")

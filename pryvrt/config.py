@@ -65,6 +65,10 @@ class Settings:
     db_pool_size: int = 10
     db_timeout: float = 10.0
     password_hash_fast: bool = False
+    # Seconds a socket's credential, once checked, is trusted without asking the database.
+    socket_recheck_seconds: float = 5.0
+    # Worker processes sharing the port (``pryvrt serve --workers``); > 1 needs Redis.
+    workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -96,5 +100,14 @@ class Settings:
             login_block_seconds=_float(env, "PRYVRT_LOGIN_BLOCK_SECONDS", cls.login_block_seconds),
             db_pool_size=_int(env, "PRYVRT_DB_POOL_SIZE", cls.db_pool_size, 1),
             db_timeout=_float(env, "PRYVRT_DB_TIMEOUT", cls.db_timeout),
+            workers=_int(env, "WEB_CONCURRENCY", cls.workers, 1),
         )
-        return replace(settings, **overrides) if overrides else settings
+        settings = replace(settings, **overrides) if overrides else settings
+        if settings.workers < 1:
+            raise ConfigError(f"the number of workers must be >= 1, got {settings.workers}")
+        if settings.workers > 1 and not settings.redis_url:
+            raise ConfigError(
+                f"{settings.workers} workers need REDIS_URL: without Redis, notifications"
+                " would not reach sockets held by another worker"
+            )
+        return settings

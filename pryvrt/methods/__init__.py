@@ -1,6 +1,14 @@
 """API methods. Importing this package registers every method in ``registry.REGISTRY``."""
 
-from pryvrt.methods import account, batch, channels, tokens  # noqa: F401
+from pryvrt.methods import (  # noqa: F401
+    account,
+    batch,
+    channels,
+    events,
+    events_batch,
+    folders,
+    tokens,
+)
 from pryvrt.methods.registry import REGISTRY, Auth, Method, call, method
 
 __all__ = ["REGISTRY", "Auth", "Method", "call", "method"]

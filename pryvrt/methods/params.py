@@ -70,6 +70,9 @@ Timestamp = Annotated[float, Field(allow_inf_nan=False)]
 State = Literal["default", "trashed", "all"]
 ClientData = dict[str, Any]
 StrList = Annotated[list[str], BeforeValidator(_listify)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+# Tags: trimmed, non-empty; from a query string too (one value → a list).
+TagList = Annotated[list[Tag], BeforeValidator(_listify)]
 
 
 class ChannelParams(Params):

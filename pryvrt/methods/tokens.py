@@ -36,7 +36,15 @@ class PermissionParam(Params):
 
 
 def permissions_json(perms: list[PermissionParam]) -> list[dict[str, Any]]:
-    return [p.model_dump(exclude_none=True) for p in perms]
+    """As stored: ``folderPermissions`` only when given; ``folderId: null`` kept (it means
+    the events with no folder)."""
+    result: list[dict[str, Any]] = []
+    for perm in perms:
+        item: dict[str, Any] = {"channelId": perm.channelId, "level": perm.level}
+        if perm.folderPermissions is not None:
+            item["folderPermissions"] = [f.model_dump() for f in perm.folderPermissions]
+        result.append(item)
+    return result
 
 
 def check_grantable(creator: Access, perms: list[dict[str, Any]]) -> None:

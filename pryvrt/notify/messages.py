@@ -10,6 +10,9 @@ FOLDERS_CHANGED = "foldersChanged"
 EVENTS_CHANGED = "eventsChanged"
 # Internal: sockets authenticated with that credential must be disconnected.
 ACCESS_REVOKED = "accessRevoked"
+# Internal, from a bus to its listener only: messages for this user may have been lost (Redis
+# was unreachable); recheck the sockets' credentials and tell clients to refetch.
+RESYNC = "resync"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,9 @@ from pryvrt.storage.attachments import AttachmentsStore
 from pryvrt.storage.bookmarks import BookmarksStore
 from pryvrt.storage.channels import ChannelsStore
 from pryvrt.storage.database import transaction
+from pryvrt.storage.events import EventsStore
+from pryvrt.storage.folders import FoldersStore
+from pryvrt.storage.periods import PeriodsStore
 from pryvrt.storage.sessions import SessionsStore
 from pryvrt.storage.tokens import TokensStore
 from pryvrt.storage.users import UsersStore
@@ -31,6 +34,9 @@ class Storage:
     channels: ChannelsStore
     bookmarks: BookmarksStore
     attachments: AttachmentsStore
+    folders: FoldersStore
+    events: EventsStore
+    periods: PeriodsStore
 
     def attach(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -40,6 +46,9 @@ class Storage:
         self.channels = ChannelsStore(pool)
         self.bookmarks = BookmarksStore(pool)
         self.attachments = AttachmentsStore(pool)
+        self.folders = FoldersStore(pool)
+        self.events = EventsStore(pool)
+        self.periods = PeriodsStore(pool)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

@@ -57,12 +57,19 @@ class ChannelsStore(Store):
         return [_channel(r) for r in rows]
 
     async def get(
-        self, user_id: str, channel_id: str, conn: Executor = None, *, for_update: bool = False
+        self,
+        user_id: str,
+        channel_id: str,
+        conn: Executor = None,
+        *,
+        for_update: bool = False,
+        for_share: bool = False,
     ) -> Channel | None:
-        """One channel; ``for_update`` locks its row until the transaction ends."""
+        """One channel; ``for_update`` (exclusive) or ``for_share`` locks its row until the
+        transaction ends."""
+        lock = " FOR UPDATE" if for_update else " FOR SHARE" if for_share else ""
         row = await (conn or self.pool).fetchrow(
-            "SELECT * FROM channels WHERE user_id = $1 AND id = $2"
-            + (" FOR UPDATE" if for_update else ""),
+            "SELECT * FROM channels WHERE user_id = $1 AND id = $2" + lock,
             user_id,
             channel_id,
         )

@@ -1,0 +1,135 @@
+"""The event fields clients send (create, start, update, batch) and how they are stored.
+
+Typed values come in two forms, stored as one: the seed form
+``"value": {"type": "position:WGS84", "value": "40.71, -73.99"}`` and the later form
+``"type": "mass/kg", "content": 90``. Both land in the columns ``type`` (the type string)
+and ``value`` (the content, any JSON). Answers carry both views: ``"type": T`` and
+``"value": {"type": T, "value": content}``; an untyped event has neither key.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints, model_validator
+
+from pryvrt import errors
+from pryvrt.auth.permissions import Access, Level
+from pryvrt.methods.folder_tree import FolderTree, check_folder_refs, require_level
+from pryvrt.methods.locking import trashed_folder
+from pryvrt.methods.params import (
+    ClientData,
+    ItemRef,
+    NewItemId,
+    Params,
+    Tag,
+    Timestamp,
+    merge_client_data,
+)
+from pryvrt.storage.events import Event
+
+TypeName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=100_000)]
+Duration = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class TypedValue(Params):
+    """The seed form of a typed value: ``{"type": "class:format", "value": <any JSON>}``."""
+
+    type: TypeName
+    value: Any = None
+
+
+class ValueForms(Params):
+    """``type`` + ``content``, or ``value: {type, value}``: never both in one call."""
+
+    type: TypeName | None = None
+    content: Any = None
+    value: TypedValue | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ValueForms:
+        if self.value is not None and {"type", "content"} & self.model_fields_set:
+            raise ValueError("give either value: {type, value} or type and content, not both")
+        return self
+
+    def typed_content(self, current: Event | None = None) -> tuple[str | None, Any]:
+        """(type, content) after this call: a partial update keeps what it does not name."""
+        given = self.model_fields_set
+        if "value" in given:
+            return (None, None) if self.value is None else (self.value.type, self.value.value)
+        kind = current.type if current is not None else None
+        content = current.content if current is not None else None
+        if "type" in given:
+            kind = self.type
+            if kind is None:
+                content = None
+        if "content" in given:
+            content = self.content
+        if kind is None and content is not None:
+            raise errors.InvalidParametersFormat(
+                "content needs a type", {"content": "an event with content needs a type"}
+            )
+        return kind, content
+
+
+class EventFields(ValueForms):
+    """Fields of a new event (create, start, batch)."""
+
+    id: NewItemId | None = None
+    time: Timestamp | None = None
+    folderId: ItemRef | None = None
+    tags: list[Tag] = []
+    description: Description | None = None
+    clientData: ClientData = {}
+
+    @model_validator(mode="after")
+    def _content_needs_type(self) -> EventFields:
+        if self.content is not None and self.type is None:
+            raise ValueError("content needs a type")
+        return self
+
+
+def unique_tags(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+def new_event(
+    fields: EventFields,
+    event_id: str,
+    channel_id: str,
+    *,
+    at: float,
+    is_period: bool,
+    duration: float | None,
+    now: float,
+) -> Event:
+    kind, content = fields.typed_content()
+    return Event(
+        id=event_id,
+        channel_id=channel_id,
+        time=at,
+        is_period=is_period,
+        duration=duration if is_period else None,
+        folder_id=fields.folderId,
+        type=kind,
+        content=content,
+        tags=unique_tags(fields.tags),
+        description=fields.description,
+        client_data=merge_client_data({}, fields.clientData),
+        attachments=[],
+        trashed=False,
+        modified=now,
+    )
+
+
+def check_target_folder(
+    access: Access, channel_id: str, tree: FolderTree, folder_id: str | None
+) -> None:
+    """Where an event is recorded: an existing folder of the channel (400 UNKNOWN_FOLDER)
+    or none, where the credential may contribute (403), and not in the trash."""
+    if folder_id is not None:
+        check_folder_refs(tree, [folder_id])
+    require_level(access, channel_id, tree, folder_id, Level.CONTRIBUTE)
+    if folder_id is not None and tree.trashed_in_path(folder_id):
+        raise trashed_folder(folder_id)

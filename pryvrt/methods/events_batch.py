@@ -1,0 +1,150 @@
+"""events.batch: events recorded offline, uploaded all or nothing (API.md §6, seed 004)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from pydantic import StringConstraints
+
+from pryvrt import errors
+from pryvrt.auth.permissions import Level
+from pryvrt.ids import new_id
+from pryvrt.methods.context import CallContext
+from pryvrt.methods.event_fields import Duration, EventFields, check_target_folder, new_event
+from pryvrt.methods.folder_tree import FolderTree
+from pryvrt.methods.locking import lock_channel, refuse_trashed_channel
+from pryvrt.methods.params import ChannelParams
+from pryvrt.methods.periods import NewPeriod, place_batch
+from pryvrt.methods.registry import method
+from pryvrt.notify.messages import EVENTS_CHANGED
+from pryvrt.storage.base import Conflict
+from pryvrt.storage.events import Event
+
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class BatchEvent(EventFields):
+    """One offline event: ``duration`` absent = mark, a number = finished, null = running."""
+
+    clientId: ClientId
+    duration: Duration | None = None
+
+
+class BatchParams(ChannelParams):
+    events: list[BatchEvent]
+
+
+@contextmanager
+def about(client_id: str) -> Iterator[None]:
+    """Name the offending event of the batch in the ``data`` of any error raised inside."""
+    try:
+        yield
+    except errors.ApiError as exc:
+        exc.data = {**(exc.data or {}), "clientId": client_id}
+        raise
+
+
+def check_time(item: BatchEvent, event: Event, now: float) -> None:
+    """Offline events happened already: neither their start nor their end is in the future."""
+    end = event.end if event.is_period and event.duration is not None else event.time
+    if event.time > now or end > now:
+        raise errors.InvalidTime(
+            "events of a batch cannot start or end after the server's current time",
+            {"clientId": item.clientId, "time": event.time, "serverTime": now},
+        )
+
+
+@method(
+    "events.batch",
+    BatchParams,
+    channel_level=Level.CONTRIBUTE,
+    errors=(
+        "INVALID_TIME",
+        "UNKNOWN_FOLDER",
+        "PERIODS_OVERLAP",
+        "INVALID_OPERATION",
+        "ITEM_ID_ALREADY_EXISTS",
+        "PAYLOAD_TOO_LARGE",
+        "FORBIDDEN",
+    ),
+)
+async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
+    """Add many events in one transaction: all of them, or none and an error naming the
+    offending ``clientId``. Answers ``{addedEvents: [{...event, clientId}], stoppedId?}``.
+
+    Times are server times (default: now) and may not lie in the future (INVALID_TIME).
+    In a strict channel the batch's periods may not overlap each other nor stored ones.
+    """
+    limit = ctx.settings.max_batch_events
+    if len(p.events) > limit:
+        raise errors.PayloadTooLarge(f"at most {limit} events per batch", {"limit": limit})
+    check_unique(p.events)
+    access = ctx.require_access()
+    async with ctx.storage.transaction() as conn:
+        channel = await lock_channel(ctx, conn)
+        refuse_trashed_channel(channel)
+        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
+        now = time.time()
+        events: list[Event] = []
+        periods: list[NewPeriod] = []
+        for item in p.events:
+            with about(item.clientId):
+                check_target_folder(access, channel.id, tree, item.folderId)
+            is_period = "duration" in item.model_fields_set
+            event = new_event(
+                item,
+                item.id or new_id(),
+                channel.id,
+                at=now if item.time is None else item.time,
+                is_period=is_period,
+                duration=item.duration,
+                now=now,
+            )
+            check_time(item, event, now)
+            events.append(event)
+            if is_period:
+                periods.append(NewPeriod(item.clientId, event.time, event.end))
+        taken = await ctx.storage.events.existing_ids(
+            conn, ctx.user_id, channel.id, [i.id for i in p.events if i.id is not None]
+        )
+        if taken:
+            raise id_taken(p.events, set(taken))
+        stopped = await place_batch(ctx, conn, channel, periods, now)
+        try:
+            await ctx.storage.events.insert_many(conn, ctx.user_id, channel.id, events)
+        except Conflict:  # an id taken between our check and the insert
+            raise errors.ItemIdAlreadyExists("an event id of the batch is taken") from None
+    if events:
+        ctx.notify(EVENTS_CHANGED, channel.id)
+    added = [
+        {**e.to_api(), "clientId": item.clientId} for e, item in zip(events, p.events, strict=True)
+    ]
+    return {"addedEvents": added, "stoppedId": stopped} if stopped else {"addedEvents": added}
+
+
+def check_unique(items: list[BatchEvent]) -> None:
+    """``clientId``s name the events of the batch; ids, when given, are new."""
+    seen: set[str] = set()
+    ids: set[str] = set()
+    for item in items:
+        if item.clientId in seen:
+            raise errors.InvalidParametersFormat(
+                "clientId values must be unique in a batch", {"clientId": item.clientId}
+            )
+        seen.add(item.clientId)
+        if item.id is not None:
+            if item.id in ids:
+                raise errors.ItemIdAlreadyExists(
+                    "two events of the batch have the same id", {"clientId": item.clientId}
+                )
+            ids.add(item.id)
+
+
+def id_taken(items: list[BatchEvent], taken: set[str]) -> errors.ApiError:
+    first = next(i for i in items if i.id in taken)
+    return errors.ItemIdAlreadyExists(
+        f"an event with id {first.id!r} already exists", {"clientId": first.clientId}
+    )

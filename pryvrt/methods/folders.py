@@ -1,0 +1,309 @@
+"""folders.get / create / update / move / delete (API.md §5, permissions §7).
+
+Folder writes need ``manage`` on the folder (root-level folders: on the whole channel) and
+run under the channel's row lock (see ``locking``), so moves and deletes see a stable tree.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from pryvrt import errors
+from pryvrt.auth.permissions import Access, Level
+from pryvrt.ids import new_id
+from pryvrt.methods.channels import name_conflict
+from pryvrt.methods.context import CallContext
+from pryvrt.methods.folder_tree import (
+    FolderTree,
+    check_folder_refs,
+    level_on,
+    readable_folders,
+    require_level,
+    require_root_level,
+)
+from pryvrt.methods.locking import lock_channel, refuse_trashed_channel, trashed_folder
+from pryvrt.methods.params import (
+    ChannelParams,
+    ClientData,
+    ItemRef,
+    Name,
+    NewItemId,
+    State,
+    Timestamp,
+    merge_client_data,
+)
+from pryvrt.methods.registry import method
+from pryvrt.notify.messages import EVENTS_CHANGED, FOLDERS_CHANGED
+from pryvrt.storage.base import Conflict
+from pryvrt.storage.folders import Folder
+
+
+class GetParams(ChannelParams):
+    parentId: ItemRef | None = None
+    includeHidden: bool = False
+    state: State = "default"
+    timeCountBase: Timestamp | None = None
+
+
+@method(
+    "folders.get",
+    GetParams,
+    channel_level=Level.READ,
+    errors=("UNKNOWN_CHANNEL", "UNKNOWN_FOLDER", "FORBIDDEN"),
+)
+async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
+    """The folder tree (from the root, or below ``parentId``), sorted by name at every level.
+
+    A folder is shown when the credential reaches it, its state matches (a folder counts
+    as trashed when it or an ancestor is: ``trashed`` shows what ``default`` hides) and,
+    unless ``includeHidden``, neither it nor an ancestor is hidden. A shown folder whose
+    parent is not shown appears at the top level of the answer, with its ``parentId``.
+    """
+    access = ctx.require_access()
+    folders = await ctx.storage.folders.list_all(ctx.user_id, p.channelId)
+    tree = FolderTree(folders)
+    scope: set[str] | None = None
+    if p.parentId is not None:
+        if tree.get(p.parentId) is None:
+            raise errors.UnknownFolder(f"unknown folder {p.parentId!r}")
+        require_level(access, p.channelId, tree, p.parentId, Level.READ)
+        scope = set(tree.subtree(p.parentId)) - {p.parentId}
+    readable = readable_folders(access, p.channelId, tree)
+
+    def shown(folder: Folder) -> bool:
+        if scope is not None and folder.id not in scope:
+            return False
+        if readable is not None and folder.id not in readable:
+            return False
+        if p.state != "all" and tree.trashed_in_path(folder.id) != (p.state == "trashed"):
+            return False
+        return p.includeHidden or not tree.hidden_in_path(folder.id)
+
+    visible = {f.id for f in folders if shown(f)}
+    counts: dict[str, float] | None = None
+    if p.timeCountBase is not None:
+        counts = await time_counts(ctx, tree, p.channelId, p.timeCountBase)
+
+    def render(folder: Folder) -> dict[str, Any]:
+        out = folder.to_api()
+        out["children"] = [render(c) for c in tree.children.get(folder.id, ()) if c.id in visible]
+        if counts is not None:
+            out["timeCount"] = counts.get(folder.id, 0.0)
+        return out
+
+    return [render(f) for f in folders if f.id in visible and f.parent_id not in visible]
+
+
+async def time_counts(
+    ctx: CallContext, tree: FolderTree, channel_id: str, since: float
+) -> dict[str, float]:
+    """Per folder: seconds of its own periods plus those of all its descendants."""
+    own = await ctx.storage.folders.period_seconds(ctx.user_id, channel_id, since, time.time())
+    totals: dict[str, float] = {}
+    # Children before parents: walk the breadth-first order of each root backwards.
+    for root in tree.children.get(None, []):
+        for folder_id in reversed(tree.subtree(root.id)):
+            children = tree.children.get(folder_id, ())
+            totals[folder_id] = own.get(folder_id, 0.0) + sum(totals[c.id] for c in children)
+    return totals
+
+
+class CreateParams(ChannelParams):
+    id: NewItemId | None = None
+    name: Name
+    parentId: ItemRef | None = None
+    hidden: bool = False
+    clientData: ClientData = {}
+
+
+def check_parent(access: Access, channel_id: str, tree: FolderTree, parent_id: str | None) -> None:
+    """The parent (None: root) exists and the credential manages it."""
+    if parent_id is None:
+        require_root_level(access, channel_id, Level.MANAGE)
+        return
+    check_folder_refs(tree, [parent_id])
+    require_level(access, channel_id, tree, parent_id, Level.MANAGE)
+
+
+@method(
+    "folders.create",
+    CreateParams,
+    channel_level=Level.MANAGE,
+    errors=(
+        "UNKNOWN_FOLDER",
+        "ITEM_NAME_ALREADY_EXISTS",
+        "ITEM_ID_ALREADY_EXISTS",
+        "INVALID_ITEM_ID",
+        "INVALID_OPERATION",
+        "FORBIDDEN",
+    ),
+)
+async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
+    """Create a folder at the root or under ``parentId`` (path or body)."""
+    access = ctx.require_access()
+    async with ctx.storage.transaction() as conn:
+        channel = await lock_channel(ctx, conn)
+        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
+        check_parent(access, channel.id, tree, p.parentId)
+        refuse_trashed_channel(channel)
+        if p.parentId is not None and tree.trashed_in_path(p.parentId):
+            raise trashed_folder(p.parentId)
+        folder = Folder(
+            id=p.id or new_id(),
+            channel_id=channel.id,
+            name=p.name,
+            parent_id=p.parentId,
+            hidden=p.hidden,
+            client_data=merge_client_data({}, p.clientData),
+            trashed=False,
+            modified=time.time(),
+        )
+        try:
+            await ctx.storage.folders.create(conn, ctx.user_id, folder)
+        except Conflict as exc:
+            raise name_conflict(exc, "folder") from None
+    ctx.notify(FOLDERS_CHANGED, channel.id)
+    return {"id": folder.id}
+
+
+def check_move(
+    access: Access, channel_id: str, tree: FolderTree, folder: Folder, to: str | None
+) -> None:
+    """The new parent exists, is managed by the credential, and is not inside the folder."""
+    check_parent(access, channel_id, tree, to)
+    if to is not None and to in tree.subtree(folder.id):
+        raise errors.InvalidOperation(
+            "a folder cannot move under itself or one of its descendants",
+            {"folderId": folder.id, "parentId": to},
+        )
+
+
+class UpdateParams(ChannelParams):
+    id: ItemRef
+    name: Name | None = None
+    parentId: ItemRef | None = None
+    hidden: bool | None = None
+    clientData: ClientData | None = None
+    trashed: bool | None = None
+
+
+FOLDER_WRITE_ERRORS = (
+    "UNKNOWN_FOLDER",
+    "ITEM_NAME_ALREADY_EXISTS",
+    "INVALID_OPERATION",
+    "FORBIDDEN",
+)
+
+
+async def _edit(ctx: CallContext, folder_id: str, p: UpdateParams | MoveParams) -> None:
+    """Shared by update and move: lock, check, write."""
+    access = ctx.require_access()
+    async with ctx.storage.transaction() as conn:
+        channel = await lock_channel(ctx, conn)
+        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
+        folder = tree.get(folder_id)
+        if folder is None:
+            raise errors.UnknownFolder(f"unknown folder {folder_id!r}")
+        require_level(access, channel.id, tree, folder.id, Level.MANAGE)
+        changed = replace(folder, modified=time.time())
+        if "parentId" in p.model_fields_set and p.parentId != folder.parent_id:
+            check_move(access, channel.id, tree, folder, p.parentId)
+            changed = replace(changed, parent_id=p.parentId)
+        if isinstance(p, UpdateParams):
+            if p.clientData is not None:
+                changed = replace(
+                    changed, client_data=merge_client_data(folder.client_data, p.clientData)
+                )
+            changed = replace(
+                changed,
+                name=folder.name if p.name is None else p.name,
+                hidden=folder.hidden if p.hidden is None else p.hidden,
+                trashed=folder.trashed if p.trashed is None else p.trashed,
+            )
+        try:
+            await ctx.storage.folders.save(conn, ctx.user_id, changed)
+        except Conflict as exc:
+            raise name_conflict(exc, "folder") from None
+    ctx.notify(FOLDERS_CHANGED, channel.id)
+
+
+@method("folders.update", UpdateParams, channel_level=Level.MANAGE, errors=FOLDER_WRITE_ERRORS)
+async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
+    """Change a folder's fields (``clientData`` merged; ``parentId`` moves it; ``trashed:
+    false`` restores it from the trash)."""
+    await _edit(ctx, p.id, p)
+    return {}
+
+
+class MoveParams(ChannelParams):
+    id: ItemRef
+    parentId: ItemRef | None
+
+
+@method("folders.move", MoveParams, channel_level=Level.MANAGE, errors=FOLDER_WRITE_ERRORS)
+async def move(ctx: CallContext, p: MoveParams) -> dict[str, Any]:
+    """Move a folder under ``parentId`` (``null``: to the root level)."""
+    await _edit(ctx, p.id, p)
+    return {}
+
+
+class DeleteParams(ChannelParams):
+    id: ItemRef
+    mergeEventsWithParent: bool | None = None
+
+
+@method(
+    "folders.delete",
+    DeleteParams,
+    channel_level=Level.MANAGE,
+    errors=("UNKNOWN_FOLDER", "MISSING_PARAMETER", "FORBIDDEN"),
+)
+async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
+    """Trash a folder; delete it for good with its descendants when already trashed.
+
+    Deleting needs ``mergeEventsWithParent`` when events (any state) refer to the deleted
+    folders: ``true`` hands them to the folder's parent (``null`` at the root level), which
+    needs ``contribute`` there; ``false`` deletes them with their files. One transaction.
+    """
+    access = ctx.require_access()
+    events_changed = False
+    async with ctx.storage.transaction() as conn:
+        channel = await lock_channel(ctx, conn)
+        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
+        folder = tree.get(p.id)
+        if folder is None:
+            raise errors.UnknownFolder(f"unknown folder {p.id!r}")
+        require_level(access, channel.id, tree, folder.id, Level.MANAGE)
+        now = time.time()
+        if not folder.trashed:
+            await ctx.storage.folders.save(
+                conn, ctx.user_id, replace(folder, trashed=True, modified=now)
+            )
+        else:
+            doomed = tree.subtree(folder.id)
+            events = ctx.storage.events
+            if await events.count_in_folders(conn, ctx.user_id, channel.id, doomed):
+                if p.mergeEventsWithParent is None:
+                    raise errors.MissingParameter(
+                        "events refer to the deleted folders: say what to do with them"
+                        " with mergeEventsWithParent=true|false",
+                        {"missing": "mergeEventsWithParent"},
+                    )
+                if p.mergeEventsWithParent:
+                    target = folder.parent_id
+                    held = level_on(access, channel.id, tree, target)
+                    if held is None or held < Level.CONTRIBUTE:
+                        raise errors.Forbidden("merging events needs contribute on the parent")
+                    await events.move_out_of_folders(
+                        conn, ctx.user_id, channel.id, doomed, target, now
+                    )
+                else:
+                    await events.delete_in_folders(conn, ctx.user_id, channel.id, doomed)
+                events_changed = True
+            await ctx.storage.folders.delete(conn, ctx.user_id, channel.id, doomed)
+    ctx.notify(FOLDERS_CHANGED, channel.id)
+    if events_changed:
+        ctx.notify(EVENTS_CHANGED, channel.id)
+    return {}

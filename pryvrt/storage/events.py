@@ -1,0 +1,361 @@
+"""Events: marks and periods in a channel, and their queries (API.md §6)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from pryvrt.storage.base import Conflict, Executor, Store, conflict_field
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event. ``content`` is stored in the ``value`` column (see ``to_api``)."""
+
+    id: str
+    channel_id: str
+    time: float
+    is_period: bool
+    duration: float | None
+    folder_id: str | None
+    type: str | None
+    content: Any
+    tags: list[str]
+    description: str | None
+    client_data: dict[str, Any]
+    attachments: list[dict[str, Any]]
+    trashed: bool
+    modified: float
+
+    @property
+    def running(self) -> bool:
+        return self.is_period and self.duration is None
+
+    @property
+    def end(self) -> float:
+        """When it ends: ``time`` for a mark, +inf while running."""
+        if not self.is_period:
+            return self.time
+        return math.inf if self.duration is None else self.time + self.duration
+
+    def to_api(self) -> dict[str, Any]:
+        """API shape: ``duration`` absent for a mark (null while running); ``type`` and
+        ``value: {type, value}`` present when the event is typed (``value.value`` = content)."""
+        out: dict[str, Any] = {"id": self.id, "channelId": self.channel_id, "time": self.time}
+        if self.is_period:
+            out["duration"] = self.duration
+        out["folderId"] = self.folder_id
+        if self.type is not None:
+            out["type"] = self.type
+            out["value"] = {"type": self.type, "value": self.content}
+        out["tags"] = self.tags
+        if self.description is not None:
+            out["description"] = self.description
+        out["attachments"] = self.attachments
+        out["clientData"] = self.client_data
+        out["trashed"] = self.trashed
+        out["modified"] = self.modified
+        return out
+
+
+def event_from_row(row: asyncpg.Record) -> Event:
+    return Event(
+        row["id"],
+        row["channel_id"],
+        row["time"],
+        row["is_period"],
+        row["duration"],
+        row["folder_id"],
+        row["type"],
+        row["value"],
+        list(row["tags"]),
+        row["description"],
+        row["client_data"],
+        row["attachments"],
+        row["trashed"],
+        row["modified"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Filters of events.get. ``folder_ids`` None = any folder; else only those, plus the
+    events with no folder when ``no_folder``. A window (both bounds or none) keeps the
+    events overlapping ``[from_time, to_time]``."""
+
+    from_time: float | None = None
+    to_time: float | None = None
+    folder_ids: Sequence[str] | None = None
+    no_folder: bool = True
+    tags: Sequence[str] | None = None
+    state: str = "default"
+    modified_since: float | None = None
+    running_only: bool = False
+    ascending: bool = False
+    skip: int = 0
+    limit: int | None = None
+
+
+STATE_FILTERS = {"default": " AND NOT trashed", "trashed": " AND trashed", "all": ""}
+# Every column but the generated end_time, in insert order.
+COLUMNS = (
+    "user_id",
+    "channel_id",
+    "id",
+    "time",
+    "is_period",
+    "duration",
+    "folder_id",
+    "type",
+    "value",
+    "tags",
+    "description",
+    "client_data",
+    "attachments",
+    "trashed",
+    "modified",
+)
+
+
+def _record(user_id: str, e: Event) -> tuple[Any, ...]:
+    return (
+        user_id,
+        e.channel_id,
+        e.id,
+        e.time,
+        e.is_period,
+        e.duration,
+        e.folder_id,
+        e.type,
+        e.content,
+        e.tags,
+        e.description,
+        e.client_data,
+        e.attachments,
+        e.trashed,
+        e.modified,
+    )
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def select_events(user_id: str, channel_id: str, q: EventQuery) -> list[Any]:
+    """``[sql, *args]`` of an events query."""
+    args: list[Any] = [user_id, channel_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = "user_id = $1 AND channel_id = $2" + STATE_FILTERS[q.state]
+    if q.folder_ids is not None:
+        folders = f"folder_id = ANY({arg(list(q.folder_ids))}::text[])"
+        where += f" AND ({folders} OR folder_id IS NULL)" if q.no_folder else f" AND {folders}"
+    if q.tags:
+        where += f" AND tags && {arg(list(q.tags))}::text[]"
+    if q.modified_since is not None:
+        where += f" AND modified >= {arg(q.modified_since)}"
+    running = "is_period AND duration IS NULL"
+    if q.running_only:
+        where += f" AND {running}"
+    if q.from_time is None or q.to_time is None:
+        sql = f"SELECT * FROM events WHERE {where}"
+    else:
+        # A period overlapping the window starts at most max(duration) before it: that
+        # lower bound keeps the scan on the window's part of the time index. Running
+        # periods (no bound) come from their own small index.
+        to_time, from_time = arg(q.to_time), arg(q.from_time)
+        longest = (
+            "coalesce((SELECT duration FROM events WHERE user_id = $1 AND channel_id = $2"
+            " AND is_period AND duration IS NOT NULL ORDER BY duration DESC LIMIT 1), 0)"
+        )
+        sql = (
+            f"SELECT * FROM events WHERE {where} AND time <= {to_time}"
+            f" AND time >= {from_time} - {longest} - 1"
+            f" AND end_time >= {from_time} AND end_time < 'Infinity'"
+            f" UNION ALL SELECT * FROM events WHERE {where} AND {running}"
+            f" AND time <= {to_time}"
+        )
+    order = "ASC" if q.ascending else "DESC"
+    sql += f" ORDER BY time {order}, id {order}"
+    if q.limit is not None:
+        sql += f" LIMIT {arg(q.limit)}"
+    if q.skip:
+        sql += f" OFFSET {arg(q.skip)}"
+    return [sql, *args]
+
+
+class EventsStore(Store):
+    async def get(
+        self,
+        user_id: str,
+        channel_id: str,
+        event_id: str,
+        conn: Executor = None,
+        *,
+        for_update: bool = False,
+    ) -> Event | None:
+        row = await (conn or self.pool).fetchrow(
+            "SELECT * FROM events WHERE user_id = $1 AND channel_id = $2 AND id = $3"
+            + (" FOR UPDATE" if for_update else ""),
+            user_id,
+            channel_id,
+            event_id,
+        )
+        return event_from_row(row) if row else None
+
+    async def query(self, user_id: str, channel_id: str, q: EventQuery) -> list[Event]:
+        """Events by time (then id) descending unless ``ascending``; see ``EventQuery``."""
+        rows = await self.pool.fetch(*select_events(user_id, channel_id, q))
+        return [event_from_row(r) for r in rows]
+
+    async def explain_query(self, user_id: str, channel_id: str, q: EventQuery) -> str:
+        """PostgreSQL's plan for ``query`` (tests check that it stays on indexes)."""
+        sql, *args = select_events(user_id, channel_id, q)
+        rows = await self.pool.fetch("EXPLAIN " + sql, *args)
+        return "\n".join(r[0] for r in rows)
+
+    async def insert(self, conn: Executor, user_id: str, event: Event) -> None:
+        try:
+            await conn.execute(
+                f"INSERT INTO events ({', '.join(COLUMNS)})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                *_record(user_id, event),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(conflict_field(exc)) from None
+
+    async def insert_many(
+        self, conn: asyncpg.Connection, user_id: str, channel_id: str, events: Sequence[Event]
+    ) -> None:
+        """Bulk insert inside ``conn``'s transaction: COPY into a temporary table, then one
+        INSERT ... SELECT (binary COPY has no jsonb encoder, so JSON travels as text)."""
+        await conn.execute(
+            "CREATE TEMPORARY TABLE events_in (id text, time float8, is_period bool,"
+            " duration float8, folder_id text, type text, value text, tags text[],"
+            " description text, client_data text, modified float8) ON COMMIT DROP"
+        )
+        await conn.copy_records_to_table(
+            "events_in",
+            records=[
+                (
+                    e.id,
+                    e.time,
+                    e.is_period,
+                    e.duration,
+                    e.folder_id,
+                    e.type,
+                    _json_text(e.content),
+                    e.tags,
+                    e.description,
+                    _json_text(e.client_data),
+                    e.modified,
+                )
+                for e in events
+            ],
+        )
+        try:
+            await conn.execute(
+                "INSERT INTO events (user_id, channel_id, id, time, is_period, duration,"
+                " folder_id, type, value, tags, description, client_data, modified)"
+                " SELECT $1, $2, id, time, is_period, duration, folder_id, type, value::jsonb,"
+                " tags, description, client_data::jsonb, modified FROM events_in",
+                user_id,
+                channel_id,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(conflict_field(exc)) from None
+
+    async def existing_ids(
+        self, conn: Executor, user_id: str, channel_id: str, ids: Sequence[str]
+    ) -> list[str]:
+        rows = await conn.fetch(
+            "SELECT id FROM events WHERE user_id = $1 AND channel_id = $2 AND id = ANY($3::text[])",
+            user_id,
+            channel_id,
+            list(ids),
+        )
+        return [r["id"] for r in rows]
+
+    async def save(self, conn: Executor, user_id: str, event: Event) -> None:
+        """Write every mutable field of an existing event."""
+        await conn.execute(
+            "UPDATE events SET time = $4, is_period = $5, duration = $6, folder_id = $7,"
+            " type = $8, value = $9, tags = $10, description = $11, client_data = $12,"
+            " trashed = $13, modified = $14"
+            " WHERE user_id = $1 AND channel_id = $2 AND id = $3",
+            user_id,
+            event.channel_id,
+            event.id,
+            event.time,
+            event.is_period,
+            event.duration,
+            event.folder_id,
+            event.type,
+            event.content,
+            event.tags,
+            event.description,
+            event.client_data,
+            event.trashed,
+            event.modified,
+        )
+
+    async def delete(self, conn: Executor, user_id: str, channel_id: str, event_id: str) -> None:
+        """Delete for good; its attachment chunks go with it (foreign-key cascade)."""
+        await conn.execute(
+            "DELETE FROM events WHERE user_id = $1 AND channel_id = $2 AND id = $3",
+            user_id,
+            channel_id,
+            event_id,
+        )
+
+    async def count_in_folders(
+        self, conn: Executor, user_id: str, channel_id: str, folder_ids: Sequence[str]
+    ) -> int:
+        """Events (any state) linked to those folders."""
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE user_id = $1 AND channel_id = $2"
+            " AND folder_id = ANY($3::text[])",
+            user_id,
+            channel_id,
+            list(folder_ids),
+        )
+        return count
+
+    async def move_out_of_folders(
+        self,
+        conn: Executor,
+        user_id: str,
+        channel_id: str,
+        folder_ids: Sequence[str],
+        target: str | None,
+        now: float,
+    ) -> None:
+        await conn.execute(
+            "UPDATE events SET folder_id = $4, modified = $5 WHERE user_id = $1"
+            " AND channel_id = $2 AND folder_id = ANY($3::text[])",
+            user_id,
+            channel_id,
+            list(folder_ids),
+            target,
+            now,
+        )
+
+    async def delete_in_folders(
+        self, conn: Executor, user_id: str, channel_id: str, folder_ids: Sequence[str]
+    ) -> None:
+        """Delete for good the events of those folders, with their attachment chunks."""
+        await conn.execute(
+            "DELETE FROM events WHERE user_id = $1 AND channel_id = $2"
+            " AND folder_id = ANY($3::text[])",
+            user_id,
+            channel_id,
+            list(folder_ids),
+        )

@@ -1,0 +1,367 @@
+"""Socket.IO transport (API.md §10): per-user namespaces, method calls by ack, live notifications.
+
+A client connects to the namespace ``/{username}`` with a credential (v4 ``auth: {token}``
+or the seed-era ``?auth=``). Every event it emits is a method call: the event name is the
+method id (or ``command`` with ``{id: "{channelId}.events.get", params}``), the first
+argument the params, and the ack receives ``(error, result)`` — ``error`` is ``None`` or
+the §3 error object, ``result`` the HTTP body. Calls go through ``registry.call`` like HTTP.
+
+Notifications come from the bus: this worker keeps its sockets grouped per user
+(``user id → {sid: Peer}``) and subscribes to a user's changes while it holds one of
+their sockets. One change is encoded once and sent to every socket that can see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+import socketio
+from aiohttp import web
+
+from pryvrt import errors
+from pryvrt.methods import registry
+from pryvrt.methods.context import CallContext, Services
+from pryvrt.notify import Change
+from pryvrt.notify.messages import (
+    ACCESS_REVOKED,
+    CHANNELS_CHANGED,
+    EVENTS_CHANGED,
+    FOLDERS_CHANGED,
+    RESYNC,
+)
+
+if TYPE_CHECKING:
+    from pryvrt.auth.permissions import Access
+    from pryvrt.storage.users import User
+
+log = logging.getLogger(__name__)
+
+
+class OrjsonJson:
+    """python-socketio's JSON hook: a module-like object whose ``dumps`` returns ``str``.
+
+    python-socketio stores it on its packet class, so it applies process-wide.
+    """
+
+    @staticmethod
+    def dumps(obj: Any, **_: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+    @staticmethod
+    def loads(data: str | bytes, **_: Any) -> Any:
+        return orjson.loads(data)
+
+
+@dataclass(eq=False, slots=True)
+class Peer:
+    """One connected socket: who it is and what its credential may see."""
+
+    sid: str
+    namespace: str
+    user: User
+    credential: str
+    access: Access
+    client_ip: str | None
+    base_url: str
+    # time.monotonic() of the last check of the credential against the database
+    checked: float = 0.0
+
+
+def credential_from(auth: Any, environ: dict[str, Any]) -> str | None:
+    """The v4 ``auth: {token}`` (a bare string is accepted too), else ``?auth=``."""
+    if isinstance(auth, dict):
+        token = auth.get("token") or auth.get("auth")
+        if isinstance(token, str) and token:
+            return token
+    elif isinstance(auth, str) and auth:
+        return auth
+    values = parse_qs(environ.get("QUERY_STRING", "")).get("auth")
+    return values[0] if values else None
+
+
+def split_command_id(command_id: str) -> tuple[str, str | None]:
+    """Seed form ``"{channelId}.events.get"`` → (``events.get``, channel id); ids without a
+    channel prefix (``channels.get``) pass through. Channel ids may contain dots."""
+    if command_id in registry.REGISTRY:
+        return command_id, None
+    for index, char in enumerate(command_id):
+        if char == "." and index > 0 and command_id[index + 1 :] in registry.REGISTRY:
+            return command_id[index + 1 :], command_id[:index]
+    return command_id, None
+
+
+def parse_call(event: str, args: tuple[Any, ...]) -> tuple[str, Any]:
+    """(method id, raw params) of one emitted event; missing params mean ``{}``."""
+    if event == "command":
+        command = args[0] if args else None
+        if not isinstance(command, dict) or not isinstance(command.get("id"), str):
+            raise errors.InvalidParametersFormat(
+                "command expects {id, params}", {"id": "expected a method id"}
+            )
+        method_id, channel_id = split_command_id(command["id"])
+        params = command.get("params")
+        if params is None:
+            params = {}
+        if channel_id is not None and isinstance(params, dict):
+            params = {**params, "channelId": channel_id}
+    else:
+        method_id = event
+        params = args[0] if args and args[0] is not None else {}
+    if method_id == "batch" and isinstance(params, list):
+        params = {"calls": params}  # the HTTP body of a batch is the bare array of calls
+    method = registry.REGISTRY.get(method_id)
+    if method is None or not method.socket:
+        raise errors.UnknownMethod(f"unknown method {method_id!r} (or not callable over Socket.IO)")
+    return method_id, params
+
+
+def refusal(exc: errors.ApiError) -> socketio.exceptions.ConnectionRefusedError:
+    """A connect error the client sees as ``err.message`` / ``err.data = {id, message}``."""
+    return socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict())
+
+
+class SocketTransport:
+    """The Socket.IO server of one worker and the registry of its connected sockets."""
+
+    def __init__(self, services: Services, *, websocket_only: bool = False) -> None:
+        self.services = services
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            namespaces="*",
+            json=OrjsonJson,
+            # Credentials travel in the handshake (auth or ?auth=), never in cookies, so a
+            # foreign origin gains nothing by connecting: allow any origin, like the HTTP API.
+            cors_allowed_origins="*",
+            # Also caps one websocket message: a batch may be as large as an HTTP body.
+            max_http_buffer_size=services.settings.max_body_size,
+            # Long-polling needs sticky sessions when several workers share a port.
+            transports=["websocket"] if websocket_only else ["polling", "websocket"],
+            logger=False,
+            engineio_logger=False,
+        )
+        self.sio.on("connect", self.on_connect, namespace="*")
+        self.sio.on("disconnect", self.on_disconnect, namespace="*")
+        self.sio.on("*", self.on_call, namespace="*")
+        self.peers: dict[str, Peer] = {}
+        self.by_user: dict[str, dict[str, Peer]] = {}
+        self.closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        services.bus.set_listener(self.deliver)
+
+    def attach(self, app: web.Application) -> None:
+        """Serve ``/socket.io/`` (before the users' catch-all route) and shut down cleanly."""
+        self.sio.attach(app, socketio_path="socket.io")
+        app[SOCKETIO_KEY] = self
+        app.on_shutdown.append(self.shutdown)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _context(
+        self, environ: dict[str, Any], username: str, credential: str | None
+    ) -> CallContext:
+        request = environ.get("aiohttp.request")
+        return CallContext(
+            services=self.services,
+            transport="socket.io",
+            request_id=secrets.token_hex(8),
+            username=username,
+            credential=credential,
+            client_ip=request.remote if request is not None else None,
+            base_url=f"{request.scheme}://{request.host}" if request is not None else "",
+        )
+
+    async def on_connect(
+        self, namespace: str, sid: str, environ: dict[str, Any], auth: Any = None
+    ) -> bool | None:
+        """Accept the socket when its credential belongs to the namespace's user."""
+        if sid in self.peers:
+            return None  # a client emitting an event named "connect": not a new connection
+        if self.closing:
+            raise refusal(errors.ServiceUnavailable("the server is shutting down"))
+        ctx = self._context(environ, namespace.lstrip("/"), credential_from(auth, environ))
+        try:
+            await registry.resolve_user(ctx)
+            access = await registry.authenticate(ctx)
+        except errors.ApiError as exc:
+            raise refusal(exc) from None
+        except registry.DB_UNAVAILABLE:
+            raise refusal(errors.ServiceUnavailable("the database is unavailable")) from None
+        except Exception:
+            log.exception("socket connect failed", extra={"request_id": ctx.request_id})
+            raise refusal(errors.UnexpectedError("unexpected error")) from None
+        if not self._alive(sid, namespace):
+            return False  # the client left while we checked its credential
+        assert ctx.user is not None and ctx.credential is not None
+        peer = Peer(
+            sid,
+            namespace,
+            ctx.user,
+            ctx.credential,
+            access,
+            ctx.client_ip,
+            ctx.base_url,
+            time.monotonic(),
+        )
+        self.peers[sid] = peer
+        self.by_user.setdefault(peer.user.id, {})[sid] = peer
+        log.info(
+            "socket connected",
+            extra={"request_id": ctx.request_id, "username": peer.user.username, "sid": sid},
+        )
+        await self.services.bus.subscribe(peer.user.id)
+        return True
+
+    def _alive(self, sid: str, namespace: str) -> bool:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
+        socket = self.sio.eio.sockets.get(eio_sid)
+        return socket is not None and not socket.closed and not socket.closing
+
+    async def on_disconnect(self, namespace: str, sid: str, reason: Any = None) -> None:
+        if self.sio.manager.is_connected(sid, namespace):
+            return  # a client emitting an event named "disconnect": still connected
+        peer = self.peers.pop(sid, None)
+        if peer is None:
+            return
+        group = self.by_user.get(peer.user.id)
+        if group is not None:
+            group.pop(sid, None)
+            if not group:
+                del self.by_user[peer.user.id]
+        log.info("socket disconnected", extra={"username": peer.user.username, "sid": sid})
+        if not self.closing:
+            await self.services.bus.unsubscribe(peer.user.id)
+
+    # -- method calls -----------------------------------------------------------------------
+
+    async def on_call(
+        self, event: str, namespace: str, sid: str, *args: Any
+    ) -> tuple[dict[str, Any] | None, Any]:
+        """Any event: a method call answered as ack ``(error, result)``. Never raises."""
+        try:
+            peer = self.peers.get(sid)
+            if peer is None:
+                raise errors.InvalidToken("this socket is not authenticated")
+            method_id, params = parse_call(event, args)
+            now = time.monotonic()
+            # The credential is checked again when its last check is older than a few
+            # seconds: a token deleted while its revocation could not reach us (Redis down),
+            # or a session that expired, stops working within that time. Checking on every
+            # call would cost one more database round trip per call (~40 % of throughput).
+            fresh = now - peer.checked < self.services.settings.socket_recheck_seconds
+            ctx = CallContext(
+                services=self.services,
+                transport="socket.io",
+                request_id=secrets.token_hex(8),
+                username=peer.user.username,
+                credential=peer.credential,
+                client_ip=peer.client_ip,
+                base_url=peer.base_url,
+                user=peer.user,
+                access=peer.access if fresh else None,
+            )
+            try:
+                return None, await registry.call(ctx, method_id, params)
+            finally:
+                if not fresh and ctx.access is not None:
+                    peer.access, peer.checked = ctx.access, now
+        except errors.InvalidToken as exc:
+            if sid in self.peers:
+                self._spawn(self._disconnect(sid))  # after the ack is queued
+            return exc.to_dict(), None
+        except errors.ApiError as exc:
+            return exc.to_dict(), None
+        except Exception:
+            log.exception("socket call failed", extra={"method": event})
+            return errors.UnexpectedError("unexpected error").to_dict(), None
+
+    # -- notifications ----------------------------------------------------------------------
+
+    async def deliver(self, user_id: str, changes: Sequence[Change]) -> None:
+        """The bus listener: send each change once to every socket that may see it."""
+        group = self.by_user.get(user_id)
+        if not group:
+            return
+        for change in changes:
+            peers = list(group.values())
+            if change.kind == ACCESS_REVOKED:
+                for peer in peers:
+                    if peer.access.secret == change.subject:
+                        await self._disconnect(peer.sid)
+            elif change.kind == CHANNELS_CHANGED:
+                await self._emit(CHANNELS_CHANGED, None, peers)
+            elif change.kind in (EVENTS_CHANGED, FOLDERS_CHANGED) and change.subject:
+                channel_id = change.subject
+                visible = [p for p in peers if p.access.can_see_channel(channel_id)]
+                await self._emit(change.kind, {"channelId": channel_id}, visible)
+            elif change.kind == RESYNC:
+                await self._resync(peers)
+
+    async def _emit(self, event: str, data: Any, peers: Sequence[Peer]) -> None:
+        """One emit per namespace: python-socketio encodes the packet once for all sids."""
+        by_namespace: dict[str, list[str]] = {}
+        for peer in peers:
+            by_namespace.setdefault(peer.namespace, []).append(peer.sid)
+        for namespace, sids in by_namespace.items():
+            await self.sio.emit(event, data, to=sids, namespace=namespace)
+
+    async def _resync(self, peers: Sequence[Peer]) -> None:
+        """After the bus may have lost messages: drop revoked sockets, ask the rest to refetch."""
+        storage = self.services.storage
+        keep = []
+        for peer in peers:
+            row = await storage.tokens.find_credential(peer.user.id, peer.credential, time.time())
+            if row is None:
+                await self._disconnect(peer.sid)
+            else:
+                keep.append(peer)
+        if not keep:
+            return
+        await self._emit(CHANNELS_CHANGED, None, keep)
+        for channel in await storage.channels.list_all(keep[0].user.id, "all"):
+            channel_id = channel.id
+            visible = [p for p in keep if p.access.can_see_channel(channel_id)]
+            for kind in (FOLDERS_CHANGED, EVENTS_CHANGED):
+                await self._emit(kind, {"channelId": channel_id}, visible)
+
+    async def _disconnect(self, sid: str) -> None:
+        peer = self.peers.get(sid)
+        if peer is not None:
+            await self.sio.disconnect(sid, namespace=peer.namespace, ignore_queue=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    async def shutdown(self, app: web.Application) -> None:
+        """Close every socket before aiohttp waits for open connections (which could hang).
+
+        Engine.IO sockets are closed without a Socket.IO disconnect packet, so clients see a
+        transport close and reconnect (to another worker) on their own.
+        """
+        self.closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        eio = self.sio.eio
+        for socket in list(eio.sockets.values()):
+            try:
+                await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+                # Wake the websocket writer: it sends the CLOSE packet, then closes.
+                socket.queue.put_nowait(None)
+            except Exception:  # pragma: no cover - best effort while stopping
+                log.debug("engine.io close failed", exc_info=True)
+        eio.sockets.clear()
+        await self.sio.shutdown()
+
+
+SOCKETIO_KEY = web.AppKey("socketio", SocketTransport)

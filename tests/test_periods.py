@@ -1,0 +1,236 @@
+"""Period rules (API.md §6.3): start, stop, create and update sequences, batch, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from tests.activity import Owner, owner
+from tests.conftest import Api
+
+
+async def strict(api: Api) -> tuple[Owner, str]:
+    me = await owner(api)
+    return me, await me.folder("work")
+
+
+def spans(events: list[dict[str, Any]]) -> list[tuple[str, float, float | None]]:
+    """(id, time, duration) of the periods, oldest first."""
+    return [(e["id"], e["time"], e["duration"]) for e in events if "duration" in e]
+
+
+def assert_no_overlap(events: list[dict[str, Any]]) -> None:
+    periods = sorted(
+        (e["time"], e["time"] + e["duration"] if e["duration"] is not None else float("inf"))
+        for e in events
+        if "duration" in e and not e["trashed"]
+    )
+    for (_, end), (start, _) in itertools.pairwise(periods):
+        assert start >= end, periods
+
+
+async def test_start_creates_a_running_period(api: Api) -> None:
+    me, work = await strict(api)
+    reply = await me.start(folderId=work, time=100.0)
+    assert reply.status == 201
+    assert list(reply.body) == ["id"]
+    assert spans(await me.all_events()) == [(reply.body["id"], 100.0, None)]
+
+
+async def test_start_needs_a_folder(api: Api) -> None:
+    me, _ = await strict(api)
+    for body in ({}, {"folderId": None}):
+        reply = await me.start(**body)
+        assert (reply.status, reply.body["id"]) == (400, "MISSING_FOLDER")
+    loose = await owner(api, enforceNoEventsOverlap=False)
+    assert (await loose.start()).body["id"] == "MISSING_FOLDER"
+
+
+async def test_start_stops_the_running_period(api: Api) -> None:
+    me, work = await strict(api)
+    first = (await me.start(folderId=work, time=100.0)).body["id"]
+    reply = await me.start(folderId=work, time=160.0)
+    assert reply.body == {"id": reply.body["id"], "stoppedId": first}
+    assert spans(await me.all_events()) == [(first, 100.0, 60.0), (reply.body["id"], 160.0, None)]
+
+
+async def test_start_at_the_default_time_stops_the_previous_one_now(api: Api) -> None:
+    me, work = await strict(api)
+    first = (await me.start(folderId=work)).body["id"]
+    second = await me.start(folderId=work)
+    assert second.body["stoppedId"] == first
+    [stopped, running] = await me.all_events()
+    assert stopped["duration"] >= 0 and running["duration"] is None
+    assert abs(stopped["time"] + stopped["duration"] - running["time"]) < 1e-6
+
+
+async def test_start_before_a_later_period_is_an_invalid_operation(api: Api) -> None:
+    me, work = await strict(api)
+    later = (await me.event(folderId=work, time=500.0, duration=10.0)).body["id"]
+    reply = await me.start(folderId=work, time=100.0)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_OPERATION")
+    assert reply.body["data"]["laterIds"] == [later]
+
+
+async def test_start_inside_a_finished_period_overlaps(api: Api) -> None:
+    me, work = await strict(api)
+    done = (await me.event(folderId=work, time=100.0, duration=100.0)).body["id"]
+    reply = await me.start(folderId=work, time=150.0)
+    assert (reply.status, reply.body["id"]) == (400, "PERIODS_OVERLAP")
+    assert reply.body["data"]["overlappedIds"] == [done]
+    assert (await me.start(folderId=work, time=200.0)).status == 201  # touching is fine
+
+
+async def test_create_overlapping_a_finished_period_is_refused(api: Api) -> None:
+    me, work = await strict(api)
+    a = (await me.event(folderId=work, time=100.0, duration=100.0)).body["id"]
+    b = (await me.event(time=300.0, duration=100.0)).body["id"]
+    for start, duration, overlapped in (
+        (150.0, 10.0, [a]),
+        (50.0, 60.0, [a]),
+        (150.0, 200.0, [a, b]),
+        (0.0, 1000.0, [a, b]),
+    ):
+        reply = await me.event(time=start, duration=duration)
+        assert (reply.status, reply.body["id"]) == (400, "PERIODS_OVERLAP"), start
+        assert reply.body["data"]["overlappedIds"] == overlapped
+    assert (await me.event(time=200.0, duration=100.0)).status == 201  # fills the gap exactly
+    assert len(spans(await me.all_events())) == 3
+
+
+async def test_creating_a_period_after_the_running_one_stops_it(api: Api) -> None:
+    me, work = await strict(api)
+    running = (await me.start(folderId=work, time=100.0)).body["id"]
+    reply = await me.event(time=130.0, duration=10.0)
+    assert reply.body["stoppedId"] == running
+    assert spans(await me.all_events())[0] == (running, 100.0, 30.0)
+
+
+async def test_a_period_before_the_running_one_leaves_it_running_unless_they_overlap(
+    api: Api,
+) -> None:
+    me, work = await strict(api)
+    running = (await me.start(folderId=work, time=100.0)).body["id"]
+    reply = await me.event(time=50.0, duration=50.0)
+    assert reply.status == 201 and "stoppedId" not in reply.body
+    before = reply.body["id"]
+    reply = await me.event(time=60.0, duration=50.0)
+    assert (reply.status, reply.body["id"]) == (400, "PERIODS_OVERLAP")
+    assert reply.body["data"]["overlappedIds"] == [before, running]
+    assert spans(await me.all_events())[-1] == (running, 100.0, None)
+
+
+async def test_marks_never_take_part_in_the_rules(api: Api) -> None:
+    me, work = await strict(api)
+    await me.event(folderId=work, time=100.0, duration=100.0)
+    running = (await me.start(folderId=work, time=300.0)).body["id"]
+    for at in (150.0, 300.0, 400.0):
+        reply = await me.event(folderId=work, time=at)
+        assert reply.status == 201 and "stoppedId" not in reply.body
+    assert spans(await me.all_events())[-1] == (running, 300.0, None)
+
+
+async def test_stop_ends_the_running_period(api: Api) -> None:
+    me, work = await strict(api)
+    running = (await me.start(folderId=work, time=100.0)).body["id"]
+    reply = await me.stop(time=175.0)
+    assert (reply.status, reply.body) == (200, {"stoppedId": running})
+    assert spans(await me.all_events()) == [(running, 100.0, 75.0)]
+    assert (await me.stop()).body == {"stoppedId": None}
+
+
+async def test_stop_defaults_to_now_and_accepts_an_id(api: Api) -> None:
+    me, work = await strict(api)
+    started = time.time() - 10
+    running = (await me.start(folderId=work, time=started)).body["id"]
+    assert (await me.stop(id=running)).body == {"stoppedId": running}
+    [event] = await me.all_events()
+    assert 10 <= event["duration"] < 70
+    assert (await me.stop(id=running)).body == {"stoppedId": None}
+
+
+async def test_stop_refuses_a_time_before_the_start_and_unknown_ids(api: Api) -> None:
+    me, work = await strict(api)
+    await me.start(folderId=work, time=100.0)
+    reply = await me.stop(time=99.0)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_TIME")
+    reply = await me.stop(id="ghost")
+    assert (reply.status, reply.body["id"]) == (404, "UNKNOWN_EVENT")
+
+
+async def test_update_making_a_period_overlap_the_next_one_is_refused(api: Api) -> None:
+    me, work = await strict(api)
+    a = (await me.event(folderId=work, time=100.0, duration=10.0)).body["id"]
+    b = (await me.event(folderId=work, time=200.0, duration=10.0)).body["id"]
+    reply = await me.api.put(me.path(f"/events/{a}"), {"duration": 150.0}, auth=me.session)
+    assert (reply.status, reply.body["id"]) == (400, "PERIODS_OVERLAP")
+    assert reply.body["data"]["overlappedIds"] == [b]
+    reply = await me.api.put(me.path(f"/events/{a}"), {"time": 195.0}, auth=me.session)
+    assert reply.body["id"] == "PERIODS_OVERLAP"
+    reply = await me.api.put(me.path(f"/events/{a}"), {"duration": 100.0}, auth=me.session)
+    assert (reply.status, reply.body) == (200, {})
+
+
+async def test_making_a_period_running_again_needs_it_to_be_the_latest(api: Api) -> None:
+    me, work = await strict(api)
+    a = (await me.event(folderId=work, time=100.0, duration=10.0)).body["id"]
+    b = (await me.event(folderId=work, time=200.0, duration=10.0)).body["id"]
+    reply = await me.api.put(me.path(f"/events/{a}"), {"duration": None}, auth=me.session)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_OPERATION")
+    reply = await me.api.put(me.path(f"/events/{b}"), {"duration": None}, auth=me.session)
+    assert reply.status == 200
+    assert spans(await me.all_events())[-1] == (b, 200.0, None)
+
+
+async def test_update_of_a_period_after_the_running_one_stops_it(api: Api) -> None:
+    me, work = await strict(api)
+    running = (await me.start(folderId=work, time=100.0)).body["id"]
+    await me.event(id="mark", folderId=work, time=150.0)
+    reply = await me.api.put(me.path("/events/mark"), {"duration": 5.0}, auth=me.session)
+    assert reply.body == {"stoppedId": running}
+    assert spans(await me.all_events()) == [(running, 100.0, 50.0), ("mark", 150.0, 5.0)]
+
+
+async def test_trashed_periods_do_not_count_until_restored(api: Api) -> None:
+    me, work = await strict(api)
+    a = (await me.event(folderId=work, time=100.0, duration=100.0)).body["id"]
+    await me.api.delete(me.path(f"/events/{a}"), auth=me.session)
+    assert (await me.event(folderId=work, time=150.0, duration=10.0)).status == 201
+    reply = await me.api.put(me.path(f"/events/{a}"), {"trashed": False}, auth=me.session)
+    assert (reply.status, reply.body["id"]) == (400, "PERIODS_OVERLAP")
+
+
+async def test_non_strict_channels_allow_overlaps_and_several_running(api: Api) -> None:
+    me = await owner(api, enforceNoEventsOverlap=False)
+    work = await me.folder("work")
+    first = (await me.start(folderId=work, time=100.0)).body
+    second = (await me.start(folderId=work, time=50.0)).body
+    assert "stoppedId" not in first and "stoppedId" not in second
+    assert (await me.event(time=60.0, duration=100.0)).status == 201
+    running = (await me.api.get(me.path("/events/running"), auth=me.session)).body
+    assert len(running) == 2
+    reply = await me.stop()
+    assert (reply.status, reply.body["id"]) == (400, "MISSING_PARAMETER")
+    assert (await me.stop(id=first["id"], time=120.0)).body == {"stoppedId": first["id"]}
+
+
+async def test_starting_in_a_trashed_folder_is_an_invalid_operation(api: Api) -> None:
+    me, work = await strict(api)
+    await me.api.delete(me.path(f"/folders/{work}"), auth=me.session)
+    reply = await me.start(folderId=work)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_OPERATION")
+    assert reply.body["data"]["trashed"] == "folder"
+
+
+async def test_concurrent_starts_leave_one_running_period_and_no_overlap(api: Api) -> None:
+    me, work = await strict(api)
+    replies = await asyncio.gather(*(me.start(folderId=work) for _ in range(20)))
+    assert all(r.status == 201 for r in replies), replies
+    events = await me.all_events()
+    assert len(events) == 20
+    assert [e["duration"] for e in events].count(None) == 1
+    assert_no_overlap(events)
+    stopped = sorted(r.body["stoppedId"] for r in replies if "stoppedId" in r.body)
+    assert stopped == sorted(e["id"] for e in events if e["duration"] is not None)
