@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from tests.conftest import Api
 
+PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium here: apt-get install -y chromium (.ci/run does it)"
@@ -91,6 +93,14 @@ async def test_a_user_logs_in_records_events_and_sees_other_writes_live(
     await page.wait_for_selector("#events .running")
     await page.click("#period-stop")
     await page.wait_for_selector("#events .running", state="detached")
+
+    # a photo uploaded with an event shows as a thumbnail (fetched through its readToken)
+    photo = tmp_path / "dot.png"
+    photo.write_bytes(base64.b64decode(PNG_1PX))
+    await page.set_input_files("#photo-file", str(photo))
+    await page.click("#photo-submit")
+    thumb = await page.wait_for_selector("#events img[alt='dot.png']")
+    await page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb)
 
     await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000

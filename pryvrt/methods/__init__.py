@@ -2,6 +2,7 @@
 
 from pryvrt.methods import (  # noqa: F401
     account,
+    attachments,
     batch,
     channels,
     events,

@@ -15,6 +15,7 @@ from pydantic import Field
 from pryvrt import errors
 from pryvrt.auth.permissions import Level
 from pryvrt.ids import new_id
+from pryvrt.methods.attachments import store_uploads
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.event_fields import (
     Description,
@@ -166,6 +167,10 @@ async def record(
             await ctx.storage.events.insert(conn, ctx.user_id, event)
         except Conflict:
             raise errors.ItemIdAlreadyExists("an event with this id already exists") from None
+        if ctx.uploads is not None:  # multipart events.create: files join the transaction
+            await ctx.storage.events.set_attachments(
+                conn, ctx.user_id, await store_uploads(ctx, conn, event)
+            )
     ctx.notify(EVENTS_CHANGED, channel.id)
     return {"id": event.id, "stoppedId": stopped} if stopped else {"id": event.id}
 

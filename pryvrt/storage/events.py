@@ -307,6 +307,18 @@ class EventsStore(Store):
             event.modified,
         )
 
+    async def set_attachments(self, conn: Executor, user_id: str, event: Event) -> None:
+        """Write the event's attachment list (the files themselves are in attachment_chunks)."""
+        await conn.execute(
+            "UPDATE events SET attachments = $4, modified = $5"
+            " WHERE user_id = $1 AND channel_id = $2 AND id = $3",
+            user_id,
+            event.channel_id,
+            event.id,
+            event.attachments,
+            event.modified,
+        )
+
     async def delete(self, conn: Executor, user_id: str, channel_id: str, event_id: str) -> None:
         """Delete for good; its attachment chunks go with it (foreign-key cascade)."""
         await conn.execute(
