@@ -78,6 +78,7 @@ async def test_mixed_or_incomplete_value_forms_are_format_errors(api: Api) -> No
         {"value": {"value": 1}},
         {"tags": ["ok", "  "]},
         {"time": "yesterday"},
+        {"time": 1e300},
         {"duration": -1},
     ):
         reply = await me.event(**body)
