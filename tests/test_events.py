@@ -78,6 +78,7 @@ async def test_mixed_or_incomplete_value_forms_are_format_errors(api: Api) -> No
         {"value": {"value": 1}},
         {"tags": ["ok", "  "]},
         {"time": "yesterday"},
+        {"time": 1e300},
         {"duration": -1},
     ):
         reply = await me.event(**body)
@@ -256,6 +257,31 @@ async def test_update_answers_404_for_an_unknown_event_and_400_for_an_unknown_fo
     assert (reply.status, reply.body["id"]) == (400, "UNKNOWN_FOLDER")
     reply = await api.put(me.path("/events/e"), {"content": 1}, auth=me.session)
     assert (reply.status, reply.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT")
+
+
+async def test_events_cannot_move_into_a_trashed_folder(api: Api) -> None:
+    me = await owner(api)
+    old = await me.folder("old")
+    await me.event(id="e")
+    await api.delete(me.path(f"/folders/{old}"), auth=me.session)
+    reply = await api.put(me.path("/events/e"), {"folderId": old}, auth=me.session)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_OPERATION")
+    assert reply.body["data"]["trashed"] == "folder"
+
+
+async def test_events_methods_work_inside_a_batch_of_calls(api: Api) -> None:
+    me = await owner(api)
+    calls = [
+        {"method": "events.create", "params": {"channelId": me.channel, "id": "e", "time": 5.0}},
+        {"method": "events.get", "params": {"channelId": me.channel}},
+        {"method": "events.delete", "params": {"channelId": me.channel, "id": "ghost"}},
+    ]
+    reply = await api.post(f"/{me.username}/", calls, auth=me.session)
+    assert reply.status == 200
+    created, listed, failed = reply.body
+    assert created == {"result": {"id": "e"}}
+    assert [e["id"] for e in listed["result"]] == ["e"]
+    assert failed["error"]["id"] == "UNKNOWN_EVENT"
 
 
 async def test_update_restores_a_trashed_event(api: Api) -> None:

@@ -221,3 +221,19 @@ async def test_the_highest_level_wins_down_the_tree(api: Api) -> None:
     assert (await me.event(auth=token, folderId=f["a11"], time=150.0)).status == 201
     assert await status(await me.event(auth=token, folderId=f["a"])) == (403, "FORBIDDEN")
     assert len(await event_ids(me, token)) == 4
+
+
+async def test_merging_events_needs_contribute_where_they_go(api: Api) -> None:
+    me, f = await setup(api)
+    token = await me.token(
+        [{"level": "manage", "folderPermissions": [{"folderId": f["a1"], "level": "manage"}]}]
+    )
+    await api.delete(me.path(f"/folders/{f['a11']}"), auth=token)
+    reply = await api.delete(me.path(f"/folders/{f['a11']}?mergeEventsWithParent=true"), auth=token)
+    assert reply.status == 200
+    await api.delete(me.path(f"/folders/{f['a1']}"), auth=token)
+    reply = await api.delete(me.path(f"/folders/{f['a1']}?mergeEventsWithParent=true"), auth=token)
+    assert await status(reply) == (403, "FORBIDDEN")
+    reply = await api.delete(me.path(f"/folders/{f['a1']}?mergeEventsWithParent=false"), auth=token)
+    assert reply.status == 200
+    assert await event_ids(me, me.session) == ["loose", "in-b", "in-a"]

@@ -39,7 +39,8 @@ async def test_tree_is_sorted_by_name_at_every_level(api: Api) -> None:
     reply = await api.post(me.path(f"/folders/{b}"), {"name": "z"}, auth=me.session)
     assert reply.status == 201
     await me.folder("m", parent=b)
-    assert names((await me.folders()).body) == ["a", ("b", ["m", "z"])]
+    await me.folder("A-first", parent=b)  # a child sorting before its parent
+    assert names((await me.folders()).body) == ["a", ("b", ["A-first", "m", "z"])]
 
 
 async def test_get_with_a_parent_answers_the_tree_below_it(api: Api) -> None:
@@ -199,6 +200,18 @@ async def test_update_with_a_parent_id_moves_the_folder(api: Api) -> None:
     assert names((await me.folders()).body) == [("a", ["b"])]
     reply = await api.put(me.path(f"/folders/{b}"), {"parentId": None}, auth=me.session)
     assert names((await me.folders()).body) == ["a", "b"]
+
+
+async def test_update_refuses_moves_under_a_descendant_or_an_unknown_parent(api: Api) -> None:
+    me = await owner(api)
+    a = await me.folder("a")
+    b = await me.folder("b", parent=a)
+    reply = await api.put(me.path(f"/folders/{a}"), {"parentId": b}, auth=me.session)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_OPERATION")
+    reply = await api.put(me.path(f"/folders/{a}"), {"parentId": "ghost"}, auth=me.session)
+    assert (reply.status, reply.body["id"]) == (400, "UNKNOWN_FOLDER")
+    reply = await me.folders("?state=everything")
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT")
 
 
 async def test_move_relocates_a_folder_with_its_subtree(api: Api) -> None:

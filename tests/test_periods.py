@@ -234,3 +234,26 @@ async def test_concurrent_starts_leave_one_running_period_and_no_overlap(api: Ap
     assert_no_overlap(events)
     stopped = sorted(r.body["stoppedId"] for r in replies if "stoppedId" in r.body)
     assert stopped == sorted(e["id"] for e in events if e["duration"] is not None)
+
+
+async def test_concurrent_writes_on_two_servers_keep_the_rules(api: Api, make_api: Any) -> None:
+    """Two servers on one database stand for two workers: the rules still hold."""
+    me, work = await strict(api)
+    second = await make_api()
+    other = Owner(second, me.username, me.session, me.channel)
+    calls = []
+    for i in range(20):
+        who = me if i % 2 else other
+        at = 1000.0 + (i * 7919) % 20  # shuffled start times, some equal
+        if i % 3:
+            calls.append(who.start(folderId=work, time=at))
+        else:
+            calls.append(who.event(folderId=work, time=at, duration=3.0))
+    replies = await asyncio.gather(*calls)
+    assert {r.status for r in replies} <= {201, 400}
+    refused = {r.body["id"] for r in replies if r.status == 400}
+    assert refused <= {"INVALID_OPERATION", "PERIODS_OVERLAP"}
+    events = await me.all_events()
+    assert len(events) == sum(r.status == 201 for r in replies)
+    assert [e["duration"] for e in events].count(None) <= 1
+    assert_no_overlap(events)

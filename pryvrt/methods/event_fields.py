@@ -23,14 +23,15 @@ from pryvrt.methods.params import (
     NewItemId,
     Params,
     Tag,
-    Timestamp,
     merge_client_data,
 )
 from pryvrt.storage.events import Event
 
 TypeName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=100_000)]
-Duration = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Bounded so that time + duration stays a finite, exact-enough float (±3000 years).
+EventTime = Annotated[float, Field(ge=-1e11, le=1e11, allow_inf_nan=False)]
+Duration = Annotated[float, Field(ge=0, le=2e11, allow_inf_nan=False)]
 
 
 class TypedValue(Params):
@@ -77,7 +78,7 @@ class EventFields(ValueForms):
     """Fields of a new event (create, start, batch)."""
 
     id: NewItemId | None = None
-    time: Timestamp | None = None
+    time: EventTime | None = None
     folderId: ItemRef | None = None
     tags: list[Tag] = []
     description: Description | None = None

@@ -21,6 +21,7 @@ from pryvrt.methods.event_fields import (
     Description,
     Duration,
     EventFields,
+    EventTime,
     ValueForms,
     check_target_folder,
     new_event,
@@ -214,7 +215,7 @@ async def start(ctx: CallContext, p: StartParams) -> dict[str, Any]:
 
 class StopParams(ChannelParams):
     id: ItemRef | None = None
-    time: Timestamp | None = None
+    time: EventTime | None = None
 
 
 @method(
@@ -261,7 +262,7 @@ async def stop(ctx: CallContext, p: StopParams) -> dict[str, Any]:
 
 class UpdateParams(ValueForms, ChannelParams):
     id: ItemRef
-    time: Timestamp | None = None
+    time: EventTime | None = None
     duration: Duration | None = None
     folderId: ItemRef | None = None
     tags: TagList | None = None

@@ -113,10 +113,11 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
         if taken:
             raise id_taken(p.events, set(taken))
         stopped = await place_batch(ctx, conn, channel, periods, now)
-        try:
-            await ctx.storage.events.insert_many(conn, ctx.user_id, channel.id, events)
-        except Conflict:  # an id taken between our check and the insert
-            raise errors.ItemIdAlreadyExists("an event id of the batch is taken") from None
+        if events:
+            try:
+                await ctx.storage.events.insert_many(conn, ctx.user_id, channel.id, events)
+            except Conflict:  # an id taken between our check and the insert
+                raise errors.ItemIdAlreadyExists("an event id of the batch is taken") from None
     if events:
         ctx.notify(EVENTS_CHANGED, channel.id)
     added = [

@@ -39,8 +39,12 @@ class FolderTree:
     def subtree(self, folder_id: str) -> list[str]:
         """The folder's id and the ids of all its descendants."""
         result = [folder_id]
+        seen = {folder_id}
         for current in result:  # grows while iterating: a breadth-first walk
-            result.extend(child.id for child in self.children.get(current, ()))
+            for child in self.children.get(current, ()):
+                if child.id not in seen:  # a cycle would be a bug: never loop forever
+                    seen.add(child.id)
+                    result.append(child.id)
         return result
 
     def subtrees(self, folder_ids: Iterable[str]) -> set[str]:

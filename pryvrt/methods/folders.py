@@ -72,7 +72,7 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
         scope = set(tree.subtree(p.parentId)) - {p.parentId}
     readable = readable_folders(access, p.channelId, tree)
 
-    def shown(folder: Folder) -> bool:
+    def is_shown(folder: Folder) -> bool:
         if scope is not None and folder.id not in scope:
             return False
         if readable is not None and folder.id not in readable:
@@ -81,19 +81,23 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
             return False
         return p.includeHidden or not tree.hidden_in_path(folder.id)
 
-    visible = {f.id for f in folders if shown(f)}
+    visible = {f.id for f in folders if is_shown(f)}
     counts: dict[str, float] | None = None
     if p.timeCountBase is not None:
         counts = await time_counts(ctx, tree, p.channelId, p.timeCountBase)
 
-    def render(folder: Folder) -> dict[str, Any]:
-        out = folder.to_api()
-        out["children"] = [render(c) for c in tree.children.get(folder.id, ()) if c.id in visible]
+    # No recursion (trees may be deep): folders come sorted by name, so appending each
+    # node to its parent's children in that order sorts every level.
+    shown = [f for f in folders if f.id in visible]
+    nodes = {f.id: {**f.to_api(), "children": []} for f in shown}
+    top: list[dict[str, Any]] = []
+    for folder in shown:
+        node = nodes[folder.id]
         if counts is not None:
-            out["timeCount"] = counts.get(folder.id, 0.0)
-        return out
-
-    return [render(f) for f in folders if f.id in visible and f.parent_id not in visible]
+            node["timeCount"] = counts.get(folder.id, 0.0)
+        parent = nodes.get(folder.parent_id) if folder.parent_id is not None else None
+        (top if parent is None else parent["children"]).append(node)
+    return top
 
 
 async def time_counts(
