@@ -15,6 +15,7 @@ from pryvrt import errors
 from pryvrt.auth.permissions import Level
 from pryvrt.ids import new_id, new_secret
 from pryvrt.methods.context import CallContext
+from pryvrt.methods.event_fields import event_for_write
 from pryvrt.methods.folder_tree import FolderTree, require_level
 from pryvrt.methods.params import ChannelParams, ItemRef, Params
 from pryvrt.methods.registry import Auth, authenticate, method
@@ -81,13 +82,8 @@ async def add(ctx: CallContext, p: AddParams) -> dict[str, Any]:
     """Add files (multipart, every part a file) to an event; answers the updated event."""
     if ctx.uploads is None:
         raise errors.InvalidRequestStructure("send the files as multipart/form-data")
-    access = ctx.require_access()
     async with ctx.storage.transaction() as conn:
-        event = await ctx.storage.events.get(ctx.user_id, p.channelId, p.id, conn, for_update=True)
-        if event is None:
-            raise errors.UnknownEvent(f"unknown event {p.id!r}")
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, p.channelId, conn))
-        require_level(access, p.channelId, tree, event.folder_id, Level.CONTRIBUTE)
+        event = await event_for_write(ctx, conn, p.channelId, p.id)
         event = await store_uploads(ctx, conn, event)
         await ctx.storage.events.set_attachments(conn, ctx.user_id, event)
     ctx.notify(EVENTS_CHANGED, p.channelId)
@@ -158,13 +154,8 @@ class DeleteFileParams(ChannelParams):
 )
 async def delete(ctx: CallContext, p: DeleteFileParams) -> dict[str, Any]:
     """Delete one file of an event, for good."""
-    access = ctx.require_access()
     async with ctx.storage.transaction() as conn:
-        event = await ctx.storage.events.get(ctx.user_id, p.channelId, p.id, conn, for_update=True)
-        if event is None:
-            raise errors.UnknownEvent(f"unknown event {p.id!r}")
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, p.channelId, conn))
-        require_level(access, p.channelId, tree, event.folder_id, Level.CONTRIBUTE)
+        event = await event_for_write(ctx, conn, p.channelId, p.id)
         attachment = find_file(event, p.fileName)
         await ctx.storage.attachments.delete(conn, ctx.user_id, p.channelId, p.id, attachment["id"])
         remaining = [a for a in event.attachments if a["id"] != attachment["id"]]

@@ -15,6 +15,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from pryvrt import errors
 from pryvrt.auth.permissions import Access, Level
+from pryvrt.methods.context import CallContext
 from pryvrt.methods.folder_tree import FolderTree, check_folder_refs, require_level
 from pryvrt.methods.locking import trashed_folder
 from pryvrt.methods.params import (
@@ -134,3 +135,14 @@ def check_target_folder(
     require_level(access, channel_id, tree, folder_id, Level.CONTRIBUTE)
     if folder_id is not None and tree.trashed_in_path(folder_id):
         raise trashed_folder(folder_id)
+
+
+async def event_for_write(ctx: CallContext, conn: Any, channel_id: str, event_id: str) -> Event:
+    """The event, row-locked in ``conn``'s transaction, once the credential may contribute
+    to its folder (404 UNKNOWN_EVENT, 403 FORBIDDEN)."""
+    event = await ctx.storage.events.get(ctx.user_id, channel_id, event_id, conn, for_update=True)
+    if event is None:
+        raise errors.UnknownEvent(f"unknown event {event_id!r}")
+    tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel_id, conn))
+    require_level(ctx.require_access(), channel_id, tree, event.folder_id, Level.CONTRIBUTE)
+    return event

@@ -24,6 +24,7 @@ from pryvrt.methods.event_fields import (
     EventTime,
     ValueForms,
     check_target_folder,
+    event_for_write,
     new_event,
     unique_tags,
 )
@@ -341,13 +342,8 @@ class DeleteParams(ChannelParams):
 )
 async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
     """Trash an event; delete it for good (with its files) when already trashed."""
-    access = ctx.require_access()
     async with ctx.storage.transaction() as conn:
-        event = await ctx.storage.events.get(ctx.user_id, p.channelId, p.id, conn, for_update=True)
-        if event is None:
-            raise errors.UnknownEvent(f"unknown event {p.id!r}")
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, p.channelId, conn))
-        require_level(access, p.channelId, tree, event.folder_id, Level.CONTRIBUTE)
+        event = await event_for_write(ctx, conn, p.channelId, p.id)
         if event.trashed:
             await ctx.storage.events.delete(conn, ctx.user_id, p.channelId, event.id)
         else:
