@@ -59,6 +59,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """Cheap reset on release: roll back a transaction left open (a cancelled request).
+
+    asyncpg's default reset runs ``RESET ALL; UNLISTEN *; ...``, one more round trip per
+    query. pryvrt never changes session state outside transactions (no SET, LISTEN,
+    session advisory locks or cursors), so only an open transaction needs undoing.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(dsn: str, *, size: int = 10, query_timeout: float = 10.0) -> asyncpg.Pool:
     """A pool whose jsonb columns map to Python objects through orjson."""
     pool = await asyncpg.create_pool(
@@ -66,6 +77,7 @@ async def create_pool(dsn: str, *, size: int = 10, query_timeout: float = 10.0) 
         min_size=1,
         max_size=size,
         init=_init_connection,
+        reset=_reset_connection,
         command_timeout=query_timeout,
         timeout=query_timeout,
     )
