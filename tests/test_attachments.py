@@ -8,6 +8,7 @@ import json
 import os
 
 import aiohttp
+import asyncpg
 
 from tests.conftest import Api, AppFactory
 
@@ -25,6 +26,19 @@ def multipart(event: dict | None, files: list[tuple[str, bytes, str]]) -> aiohtt
 
 def integrity(data: bytes) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+async def stored_chunks(database_url: str, event_id: str) -> int:
+    """Attachment chunks left in the database for an event id (read directly)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM attachment_chunks WHERE event_id = $1", event_id
+            )
+        )
+    finally:
+        await conn.close()
 
 
 async def setup(api: Api) -> tuple[str, str, str]:
@@ -145,16 +159,7 @@ async def test_too_large_upload_is_refused_and_leaves_nothing(
     assert reply.body["id"] == "PAYLOAD_TOO_LARGE"
     events = (await api.get(f"/{username}/{ch}/events?state=all", auth=session)).body
     assert events == []
-    import asyncpg
-
-    conn = await asyncpg.connect(database_url)
-    try:
-        left = await conn.fetchval(
-            "SELECT count(*) FROM attachment_chunks WHERE event_id = 'big-one'"
-        )
-    finally:
-        await conn.close()
-    assert left == 0
+    assert await stored_chunks(database_url, "big-one") == 0
 
 
 async def test_multipart_with_two_json_parts_is_refused(api: Api) -> None:
@@ -176,16 +181,7 @@ async def test_deleting_an_event_deletes_its_files(api: Api, database_url: str) 
     assert created.status == 201
     await api.delete(f"/{username}/{ch}/events/doomed", auth=session)  # trash
     await api.delete(f"/{username}/{ch}/events/doomed", auth=session)  # delete
-    import asyncpg
-
-    conn = await asyncpg.connect(database_url)
-    try:
-        left = await conn.fetchval(
-            "SELECT count(*) FROM attachment_chunks WHERE event_id = 'doomed'"
-        )
-    finally:
-        await conn.close()
-    assert left == 0
+    assert await stored_chunks(database_url, "doomed") == 0
 
 
 async def test_attachment_permissions_follow_the_event_folder(api: Api) -> None:

@@ -49,6 +49,21 @@ def _folder(row: asyncpg.Record) -> Folder:
     )
 
 
+def _row(user_id: str, folder: Folder) -> tuple[Any, ...]:
+    """Parameters $1..$9 of the folder writes, in column order."""
+    return (
+        user_id,
+        folder.channel_id,
+        folder.id,
+        folder.name,
+        folder.parent_id,
+        folder.hidden,
+        folder.client_data,
+        folder.trashed,
+        folder.modified,
+    )
+
+
 class FoldersStore(Store):
     async def list_all(self, user_id: str, channel_id: str, conn: Executor = None) -> list[Folder]:
         """Every folder of the channel, any state, sorted by name."""
@@ -64,15 +79,7 @@ class FoldersStore(Store):
             await conn.execute(
                 "INSERT INTO folders (user_id, channel_id, id, name, parent_id, hidden,"
                 " client_data, trashed, modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                user_id,
-                folder.channel_id,
-                folder.id,
-                folder.name,
-                folder.parent_id,
-                folder.hidden,
-                folder.client_data,
-                folder.trashed,
-                folder.modified,
+                *_row(user_id, folder),
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
@@ -84,15 +91,7 @@ class FoldersStore(Store):
                 "UPDATE folders SET name = $4, parent_id = $5, hidden = $6, client_data = $7,"
                 " trashed = $8, modified = $9"
                 " WHERE user_id = $1 AND channel_id = $2 AND id = $3",
-                user_id,
-                folder.channel_id,
-                folder.id,
-                folder.name,
-                folder.parent_id,
-                folder.hidden,
-                folder.client_data,
-                folder.trashed,
-                folder.modified,
+                *_row(user_id, folder),
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
