@@ -175,7 +175,7 @@ async def test_a_call_without_an_ack_does_not_break_the_socket(api: Api) -> None
 async def test_a_credential_that_stopped_working_disconnects_the_socket_on_its_next_check(
     make_api: Any,
 ) -> None:
-    api = await make_api(socket_recheck_seconds=0.0)
+    api = await make_api(socket_recheck_seconds=0.0, cache_seconds=0)
     username, session = await api.user()
     token = await api.personal_token(username, session)
     async with connect(url(api), username, token) as sock:

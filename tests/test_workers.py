@@ -148,6 +148,30 @@ async def test_a_write_on_one_worker_reaches_a_socket_on_another(
     assert latency < 1.0
 
 
+async def test_a_token_deleted_on_one_worker_is_refused_by_another_at_once(
+    pair: tuple[Worker, Worker],
+) -> None:
+    """The other worker had the token cached (5 s lifetime): the invalidation on the
+    bus's control channel, not the lifetime, makes it refuse the token."""
+    first, second = pair
+    async with aiohttp.ClientSession() as session:
+        username, auth = await Http(session, first.url).user()
+        other = Http(session, second.url)
+        status, body = await other.call("POST", f"/{username}/tokens", {"name": "t"}, auth)
+        assert status == 201, body
+        token = body["id"]
+        for _ in range(2):
+            assert (await other.call("GET", f"/{username}/channels", auth=token))[0] == 200
+        status, _ = await Http(session, first.url).call(
+            "DELETE", f"/{username}/tokens/{token}", auth=auth
+        )
+        assert status == 200
+        deadline = time.monotonic() + 1.0  # the cache lifetime is 5 s
+        while (await other.call("GET", f"/{username}/channels", auth=token))[0] != 401:
+            assert time.monotonic() < deadline, "the other worker still accepts the token"
+            await asyncio.sleep(0.01)
+
+
 async def test_writes_succeed_while_redis_is_down_and_notifications_resume_after(
     pair: tuple[Worker, Worker], redis_server: RedisServer
 ) -> None:

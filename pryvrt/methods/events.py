@@ -146,8 +146,13 @@ async def record(
     access = ctx.require_access()
     async with ctx.storage.transaction() as conn:
         channel = await lock_channel(ctx, conn, exclusive=is_period)
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
-        check_target_folder(access, channel.id, tree, fields.folderId)
+        # Events with no folder need no tree (no ancestors): one round trip less per mark.
+        folders = (
+            []
+            if fields.folderId is None
+            else await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn)
+        )
+        check_target_folder(access, channel.id, FolderTree(folders), fields.folderId)
         refuse_trashed_channel(channel)
         # Read the clock once the lock is held: concurrent starts then get increasing times.
         now = time.time()

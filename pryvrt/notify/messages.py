@@ -15,6 +15,10 @@ ACCESS_REVOKED = "accessRevoked"
 RESYNC = "resync"
 
 
+# Changes after which cached credentials and channels of the user are stale.
+INVALIDATING = frozenset({CHANNELS_CHANGED, ACCESS_REVOKED})
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One change of a user's data. Wire format: ``[kind, subject]``.
