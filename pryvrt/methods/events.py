@@ -144,6 +144,8 @@ async def record(
 ) -> dict[str, Any]:
     """Record a new event (under the channel lock; exclusive for periods)."""
     access = ctx.require_access()
+    if not is_period and fields.folderId is None and ctx.uploads is None:
+        return await record_plain_mark(ctx, fields)
     async with ctx.storage.transaction() as conn:
         channel = await lock_channel(ctx, conn, exclusive=is_period)
         # Events with no folder need no tree (no ancestors): one round trip less per mark.
@@ -180,6 +182,27 @@ async def record(
             )
     ctx.notify(EVENTS_CHANGED, channel.id)
     return {"id": event.id, "stoppedId": stopped} if stopped else {"id": event.id}
+
+
+async def record_plain_mark(ctx: CallContext, fields: EventFields) -> dict[str, Any]:
+    """The hot path of ``record``: a mark with no folder and no file needs only the channel
+    to be there and not trashed, which one statement checks under the same share lock."""
+    channel_id = ctx.require_channel().id
+    check_target_folder(ctx.require_access(), channel_id, FolderTree([]), None)
+    now = time.time()
+    at = now if fields.time is None else fields.time
+    event_id = fields.id or new_id()
+    event = new_event(fields, event_id, channel_id, at=at, is_period=False, duration=None, now=now)
+    try:
+        state = await ctx.storage.events.insert_into_live_channel(ctx.user_id, event)
+    except Conflict:
+        raise errors.ItemIdAlreadyExists("an event with this id already exists") from None
+    if state == "unknown":  # deleted since the call began
+        raise errors.UnknownChannel(f"unknown channel {channel_id!r}")
+    if state == "trashed":
+        refuse_trashed_channel(ctx.require_channel(), trashed=True)
+    ctx.notify(EVENTS_CHANGED, channel_id)
+    return {"id": event_id}
 
 
 RECORD_ERRORS = (

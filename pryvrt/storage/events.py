@@ -232,6 +232,28 @@ class EventsStore(Store):
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
 
+    async def insert_into_live_channel(self, user_id: str, event: Event) -> str:
+        """Insert in one autocommitted statement, under a share lock of the channel row that
+        also checks it: ``"inserted"``, else ``"trashed"`` or ``"unknown"`` (nothing written).
+
+        For writes that need no other check inside the transaction (a mark with no folder):
+        one round trip instead of BEGIN, lock, INSERT, COMMIT."""
+        placeholders = ", ".join(f"${i}" for i in range(3, len(COLUMNS) + 1))
+        try:
+            state = await self.pool.fetchval(
+                "WITH channel AS (SELECT trashed FROM channels"
+                " WHERE user_id = $1 AND id = $2 FOR SHARE),"
+                f" inserted AS (INSERT INTO events ({', '.join(COLUMNS)})"
+                f" SELECT $1, $2, {placeholders} FROM channel WHERE NOT channel.trashed"
+                " RETURNING 1)"
+                " SELECT CASE WHEN EXISTS (SELECT 1 FROM inserted) THEN 'inserted'"
+                " WHEN EXISTS (SELECT 1 FROM channel) THEN 'trashed' ELSE 'unknown' END",
+                *_record(user_id, event),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(conflict_field(exc)) from None
+        return str(state)
+
     async def insert_many(
         self, conn: asyncpg.Connection, user_id: str, channel_id: str, events: Sequence[Event]
     ) -> None:
