@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from typing import Annotated, Any
 
+import orjson
 from pydantic import Field
 
 from pryvrt import errors
@@ -94,7 +95,7 @@ async def scope_query(ctx: CallContext, only_folders: list[str] | None) -> Event
     channel_level=Level.READ,
     errors=("UNKNOWN_CHANNEL", "UNKNOWN_FOLDER", "FORBIDDEN"),
 )
-async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
+async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.Fragment:
     """Events overlapping a time window, newest first unless ``sortAscending``.
 
     No ``fromTime`` nor ``toTime``: no time bound and ``limit`` defaults to 20. Otherwise
@@ -123,8 +124,8 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
     )
     if query.folder_ids == [] and not query.no_folder:
         return []
-    events = await ctx.storage.events.query(ctx.user_id, p.channelId, query)
-    return [e.to_api() for e in events]
+    # Pre-encoded: every transport serialises with orjson, which embeds a Fragment as is.
+    return orjson.Fragment(await ctx.storage.events.query_json(ctx.user_id, p.channelId, query))
 
 
 @method("events.getRunning", ChannelParams, channel_level=Level.READ)
