@@ -28,7 +28,6 @@ from typing import Any
 
 import asyncpg
 
-
 Init = Callable[[asyncpg.Connection], Awaitable[None]]
 
 

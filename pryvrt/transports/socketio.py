@@ -37,6 +37,7 @@ from pryvrt.notify.messages import (
     FOLDERS_CHANGED,
     RESYNC,
 )
+from pryvrt.transports import fanout
 
 if TYPE_CHECKING:
     from pryvrt.auth.permissions import Access
@@ -147,6 +148,7 @@ class SocketTransport:
             logger=False,
             engineio_logger=False,
         )
+        self.fanout = fanout.Fanout(self.sio, fanout.install(self.sio))
         self.sio.on("connect", self.on_connect, namespace="*")
         self.sio.on("disconnect", self.on_disconnect, namespace="*")
         self.sio.on("*", self.on_call, namespace="*")
@@ -305,12 +307,12 @@ class SocketTransport:
                 await self._resync(peers)
 
     async def _emit(self, event: str, data: Any, peers: Sequence[Peer]) -> None:
-        """One emit per namespace: python-socketio encodes the packet once for all sids."""
+        """One frame per namespace, written to every socket (see ``fanout``)."""
         by_namespace: dict[str, list[str]] = {}
         for peer in peers:
             by_namespace.setdefault(peer.namespace, []).append(peer.sid)
         for namespace, sids in by_namespace.items():
-            await self.sio.emit(event, data, to=sids, namespace=namespace)
+            await self.fanout.emit(event, data, sids, namespace)
 
     async def _resync(self, peers: Sequence[Peer]) -> None:
         """After the bus may have lost messages: drop revoked sockets, ask the rest to refetch."""
