@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -289,14 +290,33 @@ class SocketTransport:
         group = self.by_user.get(user_id)
         if not group:
             return
+        channels_done = False
         for change in changes:
             peers = list(group.values())
             if change.kind == ACCESS_REVOKED:
                 for peer in peers:
                     if peer.access.secret == change.subject:
-                        await self._disconnect(peer.sid)
+                        # No more notifications, a fresh check on any call, and the
+                        # disconnect in a task: when the socket revoked its own credential
+                        # (admin.logout over Socket.IO), the task runs once this call's ack
+                        # is queued, so the client still gets its answer.
+                        group.pop(peer.sid, None)
+                        peer.checked = -math.inf
+                        self._spawn(self._disconnect(peer.sid))
             elif change.kind == CHANNELS_CHANGED:
-                await self._emit(CHANNELS_CHANGED, None, peers)
+                if channels_done:
+                    continue
+                # Once per publish, to the sockets that can see one of the changed channels
+                # (a change without a channel id reaches everyone).
+                channels_done = True
+                changed = {c.subject for c in changes if c.kind == CHANNELS_CHANGED}
+                visible = [
+                    p
+                    for p in peers
+                    if None in changed
+                    or any(p.access.can_see_channel(c) for c in changed if c is not None)
+                ]
+                await self._emit(CHANNELS_CHANGED, None, visible)
             elif change.kind in (EVENTS_CHANGED, FOLDERS_CHANGED) and change.subject:
                 channel_id = change.subject
                 visible = [p for p in peers if p.access.can_see_channel(channel_id)]
