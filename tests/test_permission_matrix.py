@@ -149,6 +149,7 @@ def expected(method_id: str, column: str, scope: str) -> str:
     return cells[COLUMNS.index(column)][SCOPES.index(scope)]
 
 
+REACH_ALL = ("session", "personal", "all-read", "all-manage")
 CASES = [(m, c, s) for m in MATRIX for c in COLUMNS for s in SCOPES]
 
 
@@ -198,6 +199,7 @@ class Env:
     other: World
     credentials: dict[str, str | None]
     sockets: SocketPool
+    settings: Settings
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
     def fresh(self, prefix: str) -> str:
@@ -205,7 +207,7 @@ class Env:
 
     def positions(self, column: str) -> dict[str, Position]:
         inside = Position(self.owner, self.owner.a, self.owner.f1)
-        if column in ("session", "personal", "all-read", "all-manage"):
+        if column in REACH_ALL:
             outside = Position(self.other, self.other.a, self.other.f1)
         elif column.startswith("channel-"):
             outside = Position(self.owner, self.owner.b, self.owner.fb)
@@ -299,7 +301,7 @@ async def env(settings: Settings) -> AsyncIterator[Env]:
         credentials = await build_credentials(api, owner, other, expired)
         async with contextlib.AsyncExitStack() as stack:
             sockets = SocketPool(str(client.make_url("/")), stack)
-            yield Env(api, owner, other, credentials, sockets)
+            yield Env(api, owner, other, credentials, sockets, settings)
 
 
 # -- one call per case ------------------------------------------------------------------------
@@ -591,14 +593,15 @@ async def run_case(env: Env, method_id: str, column: str, scope: str) -> tuple[s
 @pytest.fixture(scope="module")
 def tally(request: pytest.FixtureRequest) -> Iterator[dict[str, int]]:
     """Counts the cases checked; the count is printed at the end of the module."""
-    counts = {"http": 0, "socket.io": 0}
+    counts = {"http": 0, "socket.io": 0, "lists": 0}
     yield counts
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if capture is not None:
         with capture.global_and_fixture_disabled():
             print(
                 f"\npermission matrix: {counts['http']} HTTP cases and {counts['socket.io']}"
-                " Socket.IO cases (method x credential x scope) checked"
+                f" Socket.IO cases (method x credential x scope), {counts['lists']} list"
+                " answers checked"
             )
 
 
@@ -672,3 +675,256 @@ async def test_the_credential_gets_what_the_matrix_says_over_socketio(
     want = expected(method_id, column, scope) if opens else "I"
     tally["socket.io"] += 1
     assert got == want, f"{method_id} with {column} on an item {scope} of scope, over Socket.IO"
+
+
+# -- lists never show what the credential does not cover -----------------------------------
+
+IN_F = ("in-f", "in-f1", "in-hidden", "in-trashed-folder", "in-trashed", "run-f1", "file-f1")
+OUT_OF_F = ("out-g", "out-g2", "out-none", "out-trashed", "run-g", "file-g")
+
+
+@dataclass
+class Listing:
+    """A third user whose channel A holds events in and out of folder F's subtree, in
+    every state (trashed events, a trashed and a hidden folder, running periods, files)."""
+
+    world: World
+    credentials: dict[str, str | None]
+    folders_in_f: set[str]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def listing(env: Env) -> Listing:
+    api = env.api
+    w = await build_world(api)
+    expired = await expired_session(env.settings, w.username)
+    credentials = await build_credentials(api, w, env.other, expired)
+
+    async def folder(name: str, parent: str, **fields: Any) -> str:
+        body = {"name": name, "parentId": parent, **fields}
+        reply = await api.post(f"/{w.username}/{w.a}/folders", body, auth=w.personal)
+        assert reply.status == 201, reply
+        return str(reply.body["id"])
+
+    hidden = await folder("H", w.f1, hidden=True)
+    trashed = await folder("T", w.f)
+    g2 = await folder("G2", w.g)
+    at = {"in": Position(w, w.a, w.f1), "out": Position(w, w.a, w.g)}
+    for event_id, folder_id in (
+        ("in-f", w.f),
+        ("in-f1", w.f1),
+        ("in-hidden", hidden),
+        ("in-trashed-folder", trashed),
+        ("in-trashed", w.f1),
+        ("out-g", w.g),
+        ("out-g2", g2),
+        ("out-none", None),
+        ("out-trashed", w.g),
+    ):
+        await new_event(env, replace(at["in"], folder=folder_id), id=event_id)
+    for event_id in ("in-trashed", "out-trashed"):
+        reply = await api.delete(f"/{w.username}/{w.a}/events/{event_id}", auth=w.personal)
+        assert reply.status == 200, reply
+    reply = await api.delete(f"/{w.username}/{w.a}/folders/{trashed}", auth=w.personal)
+    assert reply.status == 200, reply
+    for event_id, where in (("run-f1", "in"), ("run-g", "out")):
+        body = {"id": event_id, "folderId": at[where].folder}
+        reply = await api.post(f"/{w.username}/{w.a}/events/start", body, auth=w.personal)
+        assert reply.status == 201, reply
+        file_id = "file-f1" if where == "in" else "file-g"
+        await new_event(env, at[where], with_file=True, id=file_id)
+    return Listing(w, credentials, {w.f, w.f1, hidden, trashed})
+
+
+def scope_of(column: str) -> str:
+    """What a credential reads in the listing's channel A: all, F's subtree, or nothing."""
+    if column.startswith("folder-"):
+        return "folder F"
+    if column == "no-permission":
+        return "forbidden"
+    if column in UNKNOWN_CREDENTIALS:
+        return "unknown"
+    return "all"
+
+
+FAR = "&fromTime=0&toTime=1e10"
+EVENT_QUERIES = (
+    "?state=all&limit=1000" + FAR,
+    "?state=trashed" + FAR,
+    "?state=default" + FAR,
+    "?modifiedSince=0&state=all&limit=1000",
+    "?state=all&sortAscending=true&limit=3&skip=1" + FAR,
+    "?tags=none-has-it&state=all" + FAR,
+)
+
+
+def tree_ids(tree: list[dict[str, Any]]) -> list[str]:
+    return [i for f in tree for i in (f["id"], *tree_ids(f["children"]))]
+
+
+@in_module_loop
+@pytest.mark.parametrize("column", COLUMNS)
+async def test_lists_leave_out_everything_the_credential_does_not_cover(
+    env: Env, listing: Listing, tally: dict[str, int], column: str
+) -> None:
+    """Each list, as the owner's session sees it, filtered to the credential's scope, must be
+    exactly what the credential gets: over HTTP, inside a batch and over Socket.IO."""
+    api, w = env.api, listing.world
+    credential = listing.credentials[column]
+    scope = scope_of(column)
+    denial = {"forbidden": "F", "unknown": "I"}.get(scope)
+
+    async def whole(path: str) -> Any:
+        reply = await api.get(f"/{w.username}{path}", auth=w.session)
+        assert reply.status == 200, reply
+        return reply.body
+
+    async def theirs(path: str) -> Any:
+        reply = await api.get(f"/{w.username}{path}", auth=credential)
+        return reply.body if reply.status == 200 else code_of(reply.status, reply.body)
+
+    def keep(ids: list[str], covered: set[str]) -> Any:
+        return denial or [i for i in ids if scope == "all" or i in covered]
+
+    def event_ids(body: Any) -> Any:
+        return [e["id"] for e in body] if isinstance(body, list) else body
+
+    checks: list[tuple[str, Any, Any]] = []  # (what, the credential's answer, expected)
+    for query in EVENT_QUERIES:
+        got = event_ids(await theirs(f"/{w.a}/events{query}"))
+        if "limit=3" in query:  # skip and limit apply to what the credential covers
+            page = "?state=all&sortAscending=true&limit=1000" + FAR
+            want = keep(event_ids(await whole(f"/{w.a}/events{page}")), set(IN_F))
+            want = want if denial else want[1:4]
+        else:
+            whole_ids = event_ids(await whole(f"/{w.a}/events{query}"))
+            assert set(whole_ids) <= set(IN_F) | set(OUT_OF_F)
+            if query == EVENT_QUERIES[0]:  # the owner sees both sides: filtering is tested
+                assert set(whole_ids) == set(IN_F) | set(OUT_OF_F)
+            want = keep(whole_ids, set(IN_F))
+        checks.append((f"events.get{query}", got, want))
+
+    whole_running = event_ids(await whole(f"/{w.a}/events/running"))
+    assert sorted(whole_running) == ["run-f1", "run-g"]
+    got = event_ids(await theirs(f"/{w.a}/events/running"))
+    checks.append(("events.getRunning", got, keep(whole_running, set(IN_F))))
+
+    query = "?state=all&includeHidden=true"
+    whole_tree = tree_ids(await whole(f"/{w.a}/folders{query}"))
+    got = await theirs(f"/{w.a}/folders{query}")
+    got = sorted(tree_ids(got)) if isinstance(got, list) else got
+    checks.append(("folders.get", got, keep(sorted(whole_tree), listing.folders_in_f)))
+
+    got = await theirs("/channels")
+    got = sorted(c["id"] for c in got) if isinstance(got, list) else got
+    if scope == "unknown":
+        checks.append(("channels.get", got, "I"))
+    else:
+        reach = [w.b] if scope == "forbidden" else [w.a, w.b] if column in REACH_ALL else [w.a]
+        checks.append(("channels.get", got, sorted(reach)))
+
+    # The same lists through a batch, and over Socket.IO, say the same.
+    calls = [
+        {"method": "events.get", "params": {"channelId": w.a, "state": "all", "limit": 1000}},
+        {"method": "events.getRunning", "params": {"channelId": w.a}},
+        {"method": "folders.get", "params": {"channelId": w.a, "state": "all"}},
+    ]
+    reply = await api.post(f"/{w.username}/", calls, auth=credential)
+    socket = await env.sockets.get(w.username, credential)
+    answers: list[Any] = []
+    for call in calls:
+        if isinstance(socket, Socket):
+            error, result = await socket.call(call["method"], call["params"])
+            answers.append({"error": error} if error else {"result": result})
+        else:
+            answers.append(code_of(None, socket.get("data")))
+    for transport, results in (("batch", reply.body), ("Socket.IO", answers)):
+        if scope == "unknown":
+            got = code_of(reply.status, reply.body) if transport == "batch" else results
+            checks.append((transport, got, "I" if transport == "batch" else ["I"] * 3))
+            continue
+        for call, result in zip(calls, results, strict=True):
+            direct = await theirs_params(api, w, credential, call)
+            checks.append((f"{call['method']} in {transport}", result, direct))
+
+    for what, got, want in checks:
+        tally["lists"] += 1
+        assert got == want, f"{what} with {column}"
+
+
+async def theirs_params(api: Api, w: World, credential: str | None, call: dict[str, Any]) -> Any:
+    """The batch/socket item the same call gives over plain HTTP: ``{result}`` or ``{error}``."""
+    status, body = await over_http(
+        api, Call(call["method"], dict(call["params"]), w.username), credential
+    )
+    return {"result": body} if status == 200 else {"error": body}
+
+
+@in_module_loop
+async def test_a_read_token_opens_its_own_file_and_nothing_else(env: Env, listing: Listing) -> None:
+    api, w = env.api, listing.world
+    events = await over_http(
+        api, Call("events.get", {"channelId": w.a, "state": "all"}, w.username), w.session
+    )
+    tokens = {e["id"]: e["attachments"][0]["readToken"] for e in events[1] if e["attachments"]}
+    assert set(tokens) == {"file-f1", "file-g"}
+
+    async def download(event_id: str, file_name: str, read_token: str) -> tuple[int, Any]:
+        path = f"/{w.username}/{w.a}/events/{event_id}/{file_name}?readToken={read_token}"
+        reply = await api.get(path)
+        return reply.status, reply.body
+
+    assert await download("file-f1", "note.txt", tokens["file-f1"]) == (200, b"hello")
+    refused = (401, "INVALID_TOKEN")
+    for event_id, file_name in (("file-g", "note.txt"), ("file-f1", "other.txt")):
+        status, body = await download(event_id, file_name, tokens["file-f1"])
+        # Without a credential, a wrong pair never tells which files exist.
+        assert (status, body["id"]) == refused, (event_id, file_name)
+    status, body = await download("no-such-event", "note.txt", tokens["file-f1"])
+    assert (status, body["id"]) == refused
+    # A folder-scoped token lists the read tokens of its own files only.
+    got = await over_http(
+        api,
+        Call("events.get", {"channelId": w.a, "state": "all"}, w.username),
+        listing.credentials["folder-read"],
+    )
+    seen = [a["readToken"] for e in got[1] for a in e["attachments"]]
+    assert seen == [tokens["file-f1"]]
+
+
+@in_module_loop
+@pytest.mark.parametrize("column", ["folder-read", "channel-read", "personal"])
+async def test_unknown_list_parameters_are_refused_not_ignored(
+    env: Env, listing: Listing, column: str
+) -> None:
+    w = listing.world
+    for method_id, extra in (
+        ("events.get", {"includeDeletions": "true"}),
+        ("folders.get", {"includeDeletions": "true"}),
+    ):
+        status, body = await over_http(
+            env.api,
+            Call(method_id, {"channelId": w.a, **extra}, w.username),
+            listing.credentials[column],
+        )
+        assert (status, body["id"]) == (400, "INVALID_PARAMETERS_FORMAT")
+
+
+@in_module_loop
+async def test_without_permission_on_a_channel_missing_and_existing_events_look_alike(
+    env: Env, listing: Listing
+) -> None:
+    """403 whether the event exists or not: the answer tells nothing about the channel."""
+    w, token = listing.world, listing.credentials["no-permission"]
+    for event_id in ("out-g", "no-such-event"):
+        at = {"channelId": w.a, "id": event_id}
+        for call in (
+            Call("events.update", {**at, "tags": ["x"]}, w.username),
+            Call("events.delete", at, w.username),
+            Call("events.stop", at, w.username),
+            Call("events.getAttachment", {**at, "fileName": "note.txt"}, w.username),
+            Call("events.deleteAttachment", {**at, "fileName": "note.txt"}, w.username),
+            Call("events.addAttachments", at, w.username, [("x.txt", b"x", "text/plain")]),
+        ):
+            status, body = await over_http(env.api, call, token)
+            assert code_of(status, body) == "F", (call.method_id, event_id)
