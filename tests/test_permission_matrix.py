@@ -928,3 +928,70 @@ async def test_without_permission_on_a_channel_missing_and_existing_events_look_
         ):
             status, body = await over_http(env.api, call, token)
             assert code_of(status, body) == "F", (call.method_id, event_id)
+
+
+@in_module_loop
+async def test_period_rules_never_name_events_out_of_the_credential_scope(env: Env) -> None:
+    """In a strict channel a folder-scoped token's periods meet periods of other folders: the
+    rules apply (the channel has one timeline), but answers name only events it can read."""
+    api, w = env.api, env.owner
+    channel = await api.channel(w.username, w.personal)  # strict (the default)
+    base = f"/{w.username}/{channel}"
+    mine, theirs = [
+        (await api.post(f"{base}/folders", {"name": n}, auth=w.personal)).body["id"]
+        for n in ("mine", "theirs")
+    ]
+    grant = [{"folderId": mine, "level": "contribute"}]
+    token = await api.shared_token(
+        w.username, w.personal, [{"channelId": channel, "folderPermissions": grant}]
+    )
+
+    async def record(path: str, auth: str, **body: Any) -> tuple[int, Any]:
+        reply = await api.post(f"{base}/events{path}", body, auth=auth)
+        return reply.status, reply.body
+
+    # Someone else's period runs in "theirs"; the token's new period stops it (rule 2).
+    assert (await record("/start", w.personal, id="their-run", folderId=theirs, time=1000.0))[
+        0
+    ] == 201
+    status, body = await record("", token, folderId=mine, time=2000.0, duration=10.0)
+    assert status == 201 and "stoppedId" not in body, body
+    running = await record("/stop", w.personal, id="their-run")
+    assert running == (200, {"stoppedId": None}), "the rule still applied"
+
+    assert (
+        await record("", w.personal, id="their-done", folderId=theirs, time=3000.0, duration=100.0)
+    )[0] == 201
+    for path, fields, error_id, key in (
+        ("", {"time": 3050.0, "duration": 1.0}, "PERIODS_OVERLAP", "overlappedIds"),
+        ("/start", {"time": 2500.0}, "INVALID_OPERATION", "laterIds"),
+    ):
+        status, body = await record(path, token, folderId=mine, **fields)
+        assert (status, body["id"]) == (400, error_id), body
+        assert body["data"][key] == [], body
+    events = [{"clientId": "c", "folderId": mine, "time": 3010.0, "duration": 5.0}]
+    reply = await api.post(f"{base}/events/batch", {"events": events}, auth=token)
+    assert (reply.status, reply.body["id"]) == (400, "PERIODS_OVERLAP"), reply
+    assert reply.body["data"]["overlappedIds"] == [], reply
+    # Its own events are still named.
+    status, body = await record("", token, id="my-done", folderId=mine, time=4000.0, duration=9.0)
+    assert status == 201
+    status, body = await record("", token, folderId=mine, time=4001.0, duration=1.0)
+    assert (status, body["data"]["overlappedIds"]) == (400, ["my-done"])
+    # Addressing an event of another folder: refused, without naming that folder.
+    reply = await api.put(f"{base}/events/their-done", {"tags": ["x"]}, auth=token)
+    assert (reply.status, reply.body["id"]) == (403, "FORBIDDEN")
+    assert theirs not in reply.body["message"]
+
+
+@in_module_loop
+async def test_a_grant_of_no_folder_shows_nothing_of_the_channel(env: Env) -> None:
+    """``folderPermissions: []`` reaches no folder and no event: the channel is not listed."""
+    api, w = env.api, env.owner
+    token = await api.shared_token(
+        w.username, w.personal, [{"channelId": w.a, "level": "manage", "folderPermissions": []}]
+    )
+    reply = await api.get(f"/{w.username}/channels", auth=token)
+    assert (reply.status, reply.body) == (200, [])
+    reply = await api.get(f"/{w.username}/{w.a}/events", auth=token)
+    assert (reply.status, reply.body["id"]) == (403, "FORBIDDEN")
