@@ -149,3 +149,32 @@ async def test_logging_out_over_socketio_answers_the_call_then_disconnects(api: 
         assert (error, result) == (None, {})
         await sock.wait_disconnected()
     assert (await refusal(url(api), username, session))["data"]["id"] == "INVALID_TOKEN"
+
+
+async def test_a_socket_whose_session_expires_is_disconnected_without_any_call(
+    make_api: AppFactory,
+) -> None:
+    api = await make_api(session_ttl=1.0, socket_recheck_seconds=0.2)
+    username, session = await api.user()
+    token = await api.personal_token(username, session)
+    async with (
+        connect(url(api), username, session) as expiring,
+        connect(url(api), username, token) as lasting,
+    ):
+        await expiring.wait_disconnected(within=5)
+        assert not lasting.disconnected.is_set()
+    assert (await refusal(url(api), username, session))["data"]["id"] == "INVALID_TOKEN"
+
+
+async def test_changing_the_password_disconnects_the_other_sessions_sockets(api: Api) -> None:
+    username, session = await api.user()
+    other_session = await api.login(username)
+    async with (
+        connect(url(api), username, other_session) as other,
+        connect(url(api), username, session) as mine,
+    ):
+        body = {"oldPassword": "secret-pw", "newPassword": "secret-pw-2"}
+        await checked(api.post(f"/{username}/change-password", body, auth=session))
+        await other.wait_disconnected()
+        error, _ = await mine.call("channels.get")
+        assert error is None

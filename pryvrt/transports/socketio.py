@@ -161,7 +161,30 @@ class SocketTransport:
         """Serve ``/socket.io/`` (before the users' catch-all route) and shut down cleanly."""
         self.sio.attach(app, socketio_path="socket.io")
         app[SOCKETIO_KEY] = self
+        app.on_startup.append(self._start_sweeper)
         app.on_shutdown.append(self.shutdown)
+
+    async def _start_sweeper(self, app: web.Application) -> None:
+        self._spawn(self._sweep_sessions())
+
+    async def _sweep_sessions(self) -> None:
+        """Disconnect the sockets whose session expired. Deletions and logouts come through
+        the bus, but an expiry is no write: nothing would announce it to a socket that only
+        listens. Every ``socket_recheck_seconds``, one lookup per session socket."""
+        interval = max(self.services.settings.socket_recheck_seconds, 0.1)
+        storage = self.services.storage
+        while True:
+            await asyncio.sleep(interval)
+            for peer in [p for p in self.peers.values() if p.access.is_session]:
+                try:
+                    row = await storage.tokens.find_credential(
+                        peer.user.id, peer.credential, time.time()
+                    )
+                except Exception as exc:  # the database is down: try again next time
+                    log.warning("session sweep failed: %s", type(exc).__name__)
+                    break
+                if row is None:
+                    await self._disconnect(peer.sid)
 
     # -- connections ------------------------------------------------------------------------
 
