@@ -10,6 +10,7 @@ transport-free as ``(method id, params)``: the HTTP request is derived from the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import time
@@ -172,7 +173,9 @@ def test_every_registered_method_has_an_http_route() -> None:
 
 @dataclass
 class World:
-    """One user: channel A (folders F > F1, and G), channel B (folder FB), and credentials."""
+    """One user, a session and a personal token of theirs, channel A (folders F > F1, and
+    G) and channel B (folder FB); both channels let periods overlap (the period rules are
+    another test's subject)."""
 
     username: str
     session: str
@@ -277,12 +280,13 @@ async def expired_session(settings: Settings, username: str) -> str:
     """A real session of ``username``, opened on a server whose sessions last 0.2 s."""
     async with TestClient(TestServer(create_app(replace(settings, session_ttl=0.2)))) as client:
         session = await Api(client, {username: PASSWORD}).login(username)
-    time.sleep(0.3)  # noqa: ASYNC251 (once, while nothing else runs)
+    await asyncio.sleep(0.3)
     return session
 
 
 @pytest.fixture(scope="module")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def matrix_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Credentials are checked again on every socket call (no 5 s grace)."""
     return Settings(
         database_url=database_url,
         data_dir=Path(tmp_path_factory.mktemp("matrix")),
@@ -292,7 +296,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(settings: Settings) -> AsyncIterator[Env]:
+async def env(matrix_settings: Settings) -> AsyncIterator[Env]:
+    settings = matrix_settings
     async with TestClient(TestServer(create_app(settings))) as client:
         api = Api(client)
         owner = await build_world(api)
@@ -995,3 +1000,16 @@ async def test_a_grant_of_no_folder_shows_nothing_of_the_channel(env: Env) -> No
     assert (reply.status, reply.body) == (200, [])
     reply = await api.get(f"/{w.username}/{w.a}/events", auth=token)
     assert (reply.status, reply.body["id"]) == (403, "FORBIDDEN")
+
+
+@in_module_loop
+async def test_the_seed_era_command_form_obeys_the_same_scope(env: Env, listing: Listing) -> None:
+    w = listing.world
+    sock = await env.sockets.get(w.username, listing.credentials["folder-read"])
+    assert isinstance(sock, Socket)
+    params = {"state": "all", "limit": 1000}
+    error, result = await sock.call("command", {"id": f"{w.a}.events.get", "params": params})
+    assert error is None and sorted(e["id"] for e in result) == sorted(IN_F)
+    params = {"onlyFolders": [w.g]}
+    error, _ = await sock.call("command", {"id": f"{w.a}.events.get", "params": params})
+    assert error["id"] == "FORBIDDEN"
