@@ -23,7 +23,8 @@ INVALIDATING = frozenset({CHANNELS_CHANGED, ACCESS_REVOKED})
 class Change:
     """One change of a user's data. Wire format: ``[kind, subject]``.
 
-    ``subject`` is the channel id for folder/event changes, ``None`` for channelsChanged,
+    ``subject`` is the channel id for channel/folder/event changes (sockets that cannot see
+    the channel are not told; the id itself is never sent to clients for channelsChanged),
     and the revoked credential for accessRevoked (never sent to clients, never logged).
     """
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -162,7 +163,30 @@ class SocketTransport:
         """Serve ``/socket.io/`` (before the users' catch-all route) and shut down cleanly."""
         self.sio.attach(app, socketio_path="socket.io")
         app[SOCKETIO_KEY] = self
+        app.on_startup.append(self._start_sweeper)
         app.on_shutdown.append(self.shutdown)
+
+    async def _start_sweeper(self, app: web.Application) -> None:
+        self._spawn(self._sweep_sessions())
+
+    async def _sweep_sessions(self) -> None:
+        """Disconnect the sockets whose session expired. Deletions and logouts come through
+        the bus, but an expiry is no write: nothing would announce it to a socket that only
+        listens. Every ``socket_recheck_seconds``, one lookup per session socket."""
+        interval = max(self.services.settings.socket_recheck_seconds, 0.1)
+        storage = self.services.storage
+        while True:
+            await asyncio.sleep(interval)
+            for peer in [p for p in self.peers.values() if p.access.is_session]:
+                try:
+                    row = await storage.tokens.find_credential(
+                        peer.user.id, peer.credential, time.time()
+                    )
+                except Exception as exc:  # the database is down: try again next time
+                    log.warning("session sweep failed: %s", type(exc).__name__)
+                    break
+                if row is None:
+                    await self._disconnect(peer.sid)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -291,14 +315,33 @@ class SocketTransport:
         group = self.by_user.get(user_id)
         if not group:
             return
+        channels_done = False
         for change in changes:
             peers = list(group.values())
             if change.kind == ACCESS_REVOKED:
                 for peer in peers:
                     if peer.access.secret == change.subject:
-                        await self._disconnect(peer.sid)
+                        # No more notifications, a fresh check on any call, and the
+                        # disconnect in a task: when the socket revoked its own credential
+                        # (admin.logout over Socket.IO), the task runs once this call's ack
+                        # is queued, so the client still gets its answer.
+                        group.pop(peer.sid, None)
+                        peer.checked = -math.inf
+                        self._spawn(self._disconnect(peer.sid))
             elif change.kind == CHANNELS_CHANGED:
-                await self._emit(CHANNELS_CHANGED, None, peers)
+                if channels_done:
+                    continue
+                # Once per publish, to the sockets that can see one of the changed channels
+                # (a change without a channel id reaches everyone).
+                channels_done = True
+                changed = {c.subject for c in changes if c.kind == CHANNELS_CHANGED}
+                visible = [
+                    p
+                    for p in peers
+                    if None in changed
+                    or any(p.access.can_see_channel(c) for c in changed if c is not None)
+                ]
+                await self._emit(CHANNELS_CHANGED, None, visible)
             elif change.kind in (EVENTS_CHANGED, FOLDERS_CHANGED) and change.subject:
                 channel_id = change.subject
                 visible = [p for p in peers if p.access.can_see_channel(channel_id)]
