@@ -374,7 +374,7 @@ async def test_websocket_and_polling_sockets_each_get_one_notification(api: Api)
         connect(url(api), username, session) as ws_sock,
         connect(url(api), username, session, transports=["polling"]) as polling_sock,
     ):
-        assert len(transport.fanout.sockets) == 1  # only the websocket one is recorded
+        assert len(transport.sio.websockets) == 1  # only the websocket one is recorded
         reply = await api.post(f"/{username}/channels", {"name": "both"}, auth=session)
         assert reply.status == 201
         channel = reply.body["id"]
@@ -385,5 +385,5 @@ async def test_websocket_and_polling_sockets_each_get_one_notification(api: Api)
             assert await sock.next(within=2.0) == ("eventsChanged", {"channelId": channel})
             assert await sock.drain(0.2) == []
     async with asyncio.timeout(2):  # the server notices the disconnect
-        while transport.fanout.sockets:  # noqa: ASYNC110 - polling server state
+        while transport.sio.websockets:  # noqa: ASYNC110 - polling server state
             await asyncio.sleep(0.01)

@@ -1,16 +1,17 @@
-"""Encode-once fan-out: one notification frame written straight to every websocket.
+"""Packets written straight to websockets: encode-once fan-out, and acks without a detour.
 
 Why: stock ``sio.emit`` to N sockets costs ~42 µs per socket here (a task per socket, a
 queue and a writer-task wake-up per message in engine.io, per-frame deflate), so 500
 sockets wait ~21 ms for the last one (``../shared/ECOSYSTEM.md``). Writing the same
-pre-built text frame to each aiohttp websocket costs a few µs per socket.
+pre-built text frame to each aiohttp websocket costs a few µs per socket. A method call's
+ack takes the same short cut (``SocketServer._send_packet``): no queue, no writer wake-up.
 
 How: engine.io's aiohttp websocket driver is swapped for a subclass that turns compression
 off (small JSON frames gain nothing from deflate) and records, per engine.io session, the
-aiohttp ``WebSocketResponse`` its handler runs on. A notification goes the direct way only
-to a socket that is fully on websocket (not polling, not upgrading, not closing) and whose
+aiohttp ``WebSocketResponse`` its handler runs on. A packet goes the direct way only to a
+socket that is fully on websocket (not polling, not upgrading, not closing) and whose
 engine.io queue is empty, so it cannot overtake a packet engine.io still holds; every other
-socket gets the stock emit. python-engineio has no public hook for this: the driver is set
+socket gets the stock path. python-engineio has no public hook for this: the driver is set
 on ``AsyncServer._async`` (pinned engine.io 4.x; tests use real python and JS clients).
 """
 
@@ -54,19 +55,17 @@ def install(sio: socketio.AsyncServer) -> dict[str, web.WebSocketResponse]:
     return sockets
 
 
-class Fanout:
-    """Sends one event to many Socket.IO sids of one namespace, each frame built once."""
+class SocketServer(socketio.AsyncServer):
+    """python-socketio's server, writing to websocket-only sockets directly."""
 
-    def __init__(self, sio: socketio.AsyncServer, sockets: dict[str, web.WebSocketResponse]):
-        self.sio = sio
-        self.sockets = sockets
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.websockets = install(self)
 
-    def _direct(self, sid: str, namespace: str) -> web.WebSocketResponse | None:
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
-        if eio_sid is None:
-            return None
-        ws = self.sockets.get(eio_sid)
-        socket = self.sio.eio.sockets.get(eio_sid)
+    def direct(self, eio_sid: str) -> web.WebSocketResponse | None:
+        """The websocket to write to now, if nothing engine.io holds could be overtaken."""
+        ws = self.websockets.get(eio_sid)
+        socket = self.eio.sockets.get(eio_sid)
         if (
             ws is None
             or ws.closed
@@ -79,6 +78,29 @@ class Fanout:
         ):
             return None
         return ws
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        ws = self.direct(eio_sid)
+        if ws is not None:
+            encoded = pkt.encode()
+            if isinstance(encoded, str):  # (a list: binary attachments, the stock way)
+                try:
+                    await ws.send_str("4" + encoded)  # Engine.IO MESSAGE
+                except (ConnectionError, RuntimeError):
+                    pass  # closing under us: its disconnect is on the way
+                return
+        await super()._send_packet(eio_sid, pkt)
+
+
+class Fanout:
+    """Sends one event to many Socket.IO sids of one namespace, each frame built once."""
+
+    def __init__(self, sio: SocketServer) -> None:
+        self.sio = sio
+
+    def _direct(self, sid: str, namespace: str) -> web.WebSocketResponse | None:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
+        return None if eio_sid is None else self.sio.direct(eio_sid)
 
     async def emit(self, event: str, data: Any, sids: Iterable[str], namespace: str) -> None:
         """Like ``sio.emit(event, data, to=sids, namespace=namespace)``, encoded once."""

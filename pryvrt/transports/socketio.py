@@ -135,7 +135,7 @@ class SocketTransport:
 
     def __init__(self, services: Services, *, websocket_only: bool = False) -> None:
         self.services = services
-        self.sio = socketio.AsyncServer(
+        self.sio = fanout.SocketServer(
             async_mode="aiohttp",
             namespaces="*",
             json=OrjsonJson,
@@ -149,7 +149,7 @@ class SocketTransport:
             logger=False,
             engineio_logger=False,
         )
-        self.fanout = fanout.Fanout(self.sio, fanout.install(self.sio))
+        self.fanout = fanout.Fanout(self.sio)
         self.sio.on("connect", self.on_connect, namespace="*")
         self.sio.on("disconnect", self.on_disconnect, namespace="*")
         self.sio.on("*", self.on_call, namespace="*")
