@@ -108,7 +108,12 @@ async def test_connections_killed_by_the_server_are_replaced(database_url: str) 
         for _ in range(6):
             try:
                 assert await pool.fetchval("SELECT 3") == 3
-            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+            except (
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+                asyncpg.PostgresConnectionError,
+                OSError,
+            ):
                 failures += 1  # a dead connection not yet noticed: dropped, not reused
         assert failures <= 2
         assert await pool.fetchval("SELECT 3") == 3

@@ -201,6 +201,7 @@ async def load_channel(ctx: CallContext, channel_id: str, level: Level) -> None:
 DB_UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     ConnectionError,
     OSError,

@@ -41,6 +41,7 @@ _STATE_UNKNOWN = (
     TimeoutError,
     OSError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. a protocol state broken by a killed backend
     asyncpg.PostgresConnectionError,
 )
 
