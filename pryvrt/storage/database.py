@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 # Serialises schema application when several workers start at once.
 _SCHEMA_LOCK_KEY = 0x70727976
+# Seconds a release may spend rolling back a connection before it is closed instead: a
+# healthy server rolls back in milliseconds; a frozen one never answers the cancellation
+# that a timed-out command leaves pending.
+RELEASE_TIMEOUT = 0.25
 
 
 class EmbeddedPostgres:
@@ -70,18 +74,59 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+class BoundedPool(asyncpg.Pool):
+    """asyncpg's pool with no unbounded wait, so a frozen or vanished database answers
+    503 within about ``wait_timeout`` instead of holding requests in a growing queue.
+
+    asyncpg bounds connects (``timeout``) and commands (``command_timeout``), but
+    ``acquire()`` waits for a free connection without limit, and ``release()`` of a
+    connection whose command timed out waits for the cancellation and the reset (round
+    trips a frozen server never answers) with the acquire's timeout as budget. Here
+    acquire defaults to ``wait_timeout`` and release to ``release_timeout``; a connection
+    that cannot be reset in time is terminated (the pool opens a new one when needed).
+    """
+
+    def __init__(
+        self, *args: Any, wait_timeout: float, release_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.wait_timeout = wait_timeout
+        self.release_timeout = release_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.wait_timeout if timeout is None else timeout)
+
+    async def release(
+        self,
+        connection: Any,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's signature)
+    ) -> None:
+        await super().release(
+            connection, timeout=self.release_timeout if timeout is None else timeout
+        )
+
+
 async def create_pool(dsn: str, *, size: int = 10, query_timeout: float = 10.0) -> asyncpg.Pool:
-    """A pool whose jsonb columns map to Python objects through orjson."""
-    pool = await asyncpg.create_pool(
+    """A pool whose jsonb columns map to Python objects through orjson, and whose every
+    wait (connect, acquire, command, release) is bounded by ``query_timeout``."""
+    pool = BoundedPool(
         dsn,
+        wait_timeout=query_timeout,
+        release_timeout=min(query_timeout, RELEASE_TIMEOUT),
         min_size=1,
         max_size=size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
         init=_init_connection,
         reset=_reset_connection,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         command_timeout=query_timeout,
         timeout=query_timeout,
     )
-    assert pool is not None
+    await pool
     return pool
 
 
