@@ -14,6 +14,7 @@ their sockets. One change is encoded once and sent to every socket that can see 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
@@ -292,8 +293,10 @@ class SocketTransport:
         for change in changes:
             peers = list(group.values())
             if change.kind == ACCESS_REVOKED:
+                revoked = (change.subject or "").encode()
                 for peer in peers:
-                    if peer.access.secret == change.subject:
+                    # Constant time, like every comparison of a credential.
+                    if hmac.compare_digest(peer.access.secret.encode(), revoked):
                         await self._disconnect(peer.sid)
             elif change.kind == CHANNELS_CHANGED:
                 await self._emit(CHANNELS_CHANGED, None, peers)
