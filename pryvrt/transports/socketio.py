@@ -350,8 +350,11 @@ class SocketTransport:
         """Close every socket before aiohttp waits for open connections (which could hang).
 
         Engine.IO sockets are closed without a Socket.IO disconnect packet, so clients see a
-        transport close and reconnect (to another worker) on their own.
+        transport close and reconnect (to another worker) on their own. Runs once (the
+        graceful stop calls it before draining HTTP requests, aiohttp again on shutdown).
         """
+        if self.closing:
+            return
         self.closing = True
         for task in list(self._tasks):
             task.cancel()
