@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 from tests.conftest import free_port
 
@@ -42,13 +43,30 @@ class Worker:
                 raise AssertionError(f"worker exited: {self.log_path.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=1) as reply:
-                    if reply.status == 200:
+                    if reply.status == 200 and self.listens():
                         return
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"worker not ready: {self.log_path.read_text()[-2000:]}")
             time.sleep(0.05)
+
+    def listens(self) -> bool:
+        """Whether this process (or one of its workers) holds the port: another server
+        started elsewhere on the machine may have taken it first and answer /health."""
+        try:
+            parent = psutil.Process(self.process.pid)
+            processes = [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return False
+        for proc in processes:
+            try:
+                sockets = proc.net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if any(s.status == psutil.CONN_LISTEN and s.laddr.port == self.port for s in sockets):
+                return True
+        return False
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -391,16 +391,21 @@ async def test_postgres_stopped_answers_503_quickly_and_recovers_without_restart
         # Warm the pool: several connections exist when the database goes away.
         events = f"/{username}/{channel}/events"
         await asyncio.gather(*(http.call("GET", events, auth=auth) for _ in range(8)))
-        await asyncio.to_thread(own_postgres.stop)
-        try:
-            slowest = await calls_during_outage(session, pg_worker.url, username, channel, auth)
-            refused = await refusal(pg_worker.url, username, auth)
-            assert refused["data"]["id"] == "SERVICE_UNAVAILABLE", refused
-        finally:
-            await asyncio.to_thread(own_postgres.start)
-        recovered = await recovery(http, username, channel, auth)
         async with connect(pg_worker.url, username, auth) as sock:
-            assert (await sock.call("channels.get"))[0] is None
+            await asyncio.to_thread(own_postgres.stop)
+            try:
+                slowest = await calls_during_outage(session, pg_worker.url, username, channel, auth)
+                # Over Socket.IO too: a connected socket's call, and a new connection.
+                error, _ = await sock.call("events.get", {"channelId": channel})
+                assert error["id"] == "SERVICE_UNAVAILABLE", error
+                refused = await refusal(pg_worker.url, username, auth)
+                assert refused["data"]["id"] == "SERVICE_UNAVAILABLE", refused
+            finally:
+                await asyncio.to_thread(own_postgres.start)
+            recovered = await recovery(http, username, channel, auth)
+            # The same socket works again: nobody had to reconnect.
+            error, listed = await sock.call("events.get", {"channelId": channel, "limit": 100})
+            assert error is None and len(listed) >= 12
     assert pg_worker.process.poll() is None  # the same process all along
     print(
         f"\nPostgreSQL stopped: 21 calls answered 503 SERVICE_UNAVAILABLE, slowest after "
