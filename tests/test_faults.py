@@ -135,10 +135,16 @@ async def stored_event_ids(database_url: str, username: str, channel: str) -> se
     return {row["id"] for row in rows}
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "supervisor-of-2"])
 async def test_sigterm_under_write_load_finishes_in_flight_writes_and_loses_no_acked_one(
-    database_url: str, logs: Path, tmp_path: Path
+    database_url: str, redis_server: RedisServer, logs: Path, tmp_path: Path, workers: int
 ) -> None:
-    worker = Worker(worker_env(database_url, None, tmp_path), logs)
+    """SIGTERM to a lone worker, or to the supervisor of two (which forwards it)."""
+    if workers == 1:
+        worker = Worker(worker_env(database_url, None, tmp_path), logs)
+    else:
+        env = worker_env(database_url, redis_server.url, tmp_path)
+        worker = Worker(env, logs, f"--workers={workers}")
     try:
         await asyncio.to_thread(worker.wait_ready)
         async with aiohttp.ClientSession() as session:
@@ -215,7 +221,7 @@ async def test_sigterm_under_write_load_finishes_in_flight_writes_and_loses_no_a
         assert outcomes.unknown == 0
         assert stored == acked
         print(
-            f"\nSIGTERM under load: {len(acked)} acknowledged writes, all stored "
+            f"\nSIGTERM under load ({workers} worker(s)): {len(acked)} acknowledged writes, all stored "
             f"({finished_in_flight} in flight at the signal finished, and a 2 s upload), "
             f"{outcomes.unknown} "
             f"unanswered, statuses {outcomes.statuses}, exit 0 {exit_seconds:.2f} s after SIGTERM"
