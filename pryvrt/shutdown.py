@@ -34,8 +34,7 @@ class InFlight:
     def __init__(self) -> None:
         self.count = 0
         self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle = asyncio.Event()  # used only while draining: nothing per request before
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -48,7 +47,6 @@ class InFlight:
             response.force_close()
             return response
         self.count += 1
-        self._idle.clear()
         try:
             response = await handler(request)
             if self.draining and not response.prepared:
@@ -56,12 +54,14 @@ class InFlight:
             return response
         finally:
             self.count -= 1
-            if not self.count:
+            if self.draining and not self.count:
                 self._idle.set()
 
     async def drained(self, within: float) -> bool:
         """Wait until no request is in progress; False if ``within`` seconds passed first."""
         self.draining = True
+        if not self.count:
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), within)
         except TimeoutError:

@@ -1,5 +1,5 @@
 """Faults with real processes (issue 7): SIGTERM under write load, Redis killed under load,
-PostgreSQL stopped and started again. Every wait is bounded; figures are printed (``-s``)."""
+PostgreSQL stopped or frozen, then back. Every wait is bounded; figures are printed (``-s``)."""
 
 from __future__ import annotations
 
