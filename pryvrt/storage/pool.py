@@ -73,6 +73,18 @@ class Pool:
     # -- borrowing --------------------------------------------------------------------------
 
     async def _take(self) -> asyncpg.Connection:
+        """A free connection; waiting and opening share one ``timeout`` budget."""
+        if self._closed:
+            raise PoolClosed("the connection pool is closed")
+        while self._idle:  # the hot path: no timer, no future
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._all.discard(conn)
+        async with asyncio.timeout(self._timeout):
+            return await self._wait_or_open()
+
+    async def _wait_or_open(self) -> asyncpg.Connection:
         while True:
             if self._closed:
                 raise PoolClosed("the connection pool is closed")
@@ -88,8 +100,7 @@ class Pool:
             )
             self._waiters.append(waiter)
             try:
-                async with asyncio.timeout(self._timeout):
-                    conn = await waiter
+                conn = await waiter
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     # Handed a connection (or a free slot) just as we gave up: pass it on.

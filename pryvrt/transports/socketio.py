@@ -14,6 +14,7 @@ their sockets. One change is encoded once and sent to every socket that can see 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import math
 import secrets
@@ -319,8 +320,10 @@ class SocketTransport:
         for change in changes:
             peers = list(group.values())
             if change.kind == ACCESS_REVOKED:
+                revoked = (change.subject or "").encode()
                 for peer in peers:
-                    if peer.access.secret == change.subject:
+                    # Constant time, like every comparison of a credential.
+                    if hmac.compare_digest(peer.access.secret.encode(), revoked):
                         # No more notifications, a fresh check on any call, and the
                         # disconnect in a task: when the socket revoked its own credential
                         # (admin.logout over Socket.IO), the task runs once this call's ack
@@ -392,8 +395,11 @@ class SocketTransport:
         """Close every socket before aiohttp waits for open connections (which could hang).
 
         Engine.IO sockets are closed without a Socket.IO disconnect packet, so clients see a
-        transport close and reconnect (to another worker) on their own.
+        transport close and reconnect (to another worker) on their own. Runs once (the
+        graceful stop calls it before draining HTTP requests, aiohttp again on shutdown).
         """
+        if self.closing:
+            return
         self.closing = True
         for task in list(self._tasks):
             task.cancel()
