@@ -1,11 +1,11 @@
 """Socket.IO load clients in their own process, speaking the wire protocol directly.
 
-A minimal Engine.IO 4 / Socket.IO 5 client over aiohttp websockets: cheap enough to hold
-thousands of connections in one process, so the client side does not hide the server's cost.
+A minimal Engine.IO 4 / Socket.IO 5 client speaking raw websocket frames from asyncio
+protocol callbacks: cheap enough to hold thousands of connections in one process and to
+send calls at wrk's pace, so the client side does not hide the server's cost.
 
     python sockets.py idle   URL NAMESPACE TOKEN COUNT          -> holds COUNT sockets
     python sockets.py listen URL NAMESPACE TOKEN COUNT          -> records notification times
-                                                                   (raw websocket protocol)
     python sockets.py calls  URL NAMESPACE TOKEN COUNT SECONDS PARAMS_JSON
 
 Each prints JSON lines on stdout: {"ready": n} once connected, then its results when stdin
@@ -17,66 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import os
 import sys
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
-
-
-class SioSocket:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, namespace: str) -> None:
-        self.ws = ws
-        self.ns = namespace
-        self.received: list[float] = []
-        self.acks: dict[int, asyncio.Future[object]] = {}
-        self.ids = itertools.count(1)
-
-    @classmethod
-    async def connect(
-        cls, http: aiohttp.ClientSession, url: str, namespace: str, token: str
-    ) -> SioSocket:
-        ws = await http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket", autoping=False)
-        opened = await ws.receive_str()
-        assert opened.startswith("0"), opened
-        await ws.send_str(f"40{namespace}," + orjson.dumps({"token": token}).decode())
-        sock = cls(ws, namespace)
-        while True:
-            msg = await ws.receive_str()
-            if msg == "2":
-                await ws.send_str("3")
-                continue
-            if msg.startswith(f"40{namespace},"):
-                return sock
-            raise RuntimeError(f"connect refused: {msg[:200]}")
-
-    async def run(self, event: str = "eventsChanged") -> None:
-        prefix_event = f'42{self.ns},["{event}"'
-        prefix_ack = f"43{self.ns},"
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            data = msg.data
-            if data == "2":
-                await self.ws.send_str("3")
-            elif data.startswith(prefix_event):
-                self.received.append(time.monotonic())
-            elif data.startswith(prefix_ack):
-                rest = data[len(prefix_ack) :]
-                cut = rest.index("[")
-                future = self.acks.pop(int(rest[:cut]), None)
-                if future is not None and not future.done():
-                    future.set_result(orjson.loads(rest[cut:]))
-
-    async def call(self, method: str, params: object) -> object:
-        ack = next(self.ids)
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self.acks[ack] = future
-        await self.ws.send_str(f"42{self.ns},{ack}" + orjson.dumps([method, params]).decode())
-        return await future
 
 
 class RawListener(asyncio.Protocol):
@@ -118,7 +65,8 @@ class RawListener(asyncio.Protocol):
             header = bytes([0x81, 0x80 | size])
         else:
             header = bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        key = int.from_bytes((mask * (size // 4 + 1))[:size], "big")
+        masked = (int.from_bytes(payload, "big") ^ key).to_bytes(size, "big")
         self.transport.write(header + mask + masked)
 
     def data_received(self, data: bytes) -> None:
@@ -177,7 +125,49 @@ class RawListener(asyncio.Protocol):
             self.connected.set_exception(exc or RuntimeError("connection lost"))
 
 
-async def open_raw_listeners(url: str, ns: str, token: str, count: int) -> list[RawListener]:
+class RawCaller(RawListener):
+    """Calls ``events.get`` in a loop from callbacks: the next call leaves as soon as the
+    ack of the previous one arrives (one call in flight per socket, like an HTTP client on
+    a keep-alive connection), so the client costs a few µs per call, as wrk does."""
+
+    def __init__(self, namespace: str, token: str, host: str, path: str) -> None:
+        super().__init__(namespace, token, host, path)
+        self.ack_prefix = f"43{namespace},".encode()
+        self.request = ""
+        self.deadline = 0.0
+        self.sent_at = 0.0
+        self.next_id = 0
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def start(self, params: object, deadline: float) -> None:
+        self.request = orjson.dumps(["events.get", params]).decode()
+        self.deadline = deadline
+        self.send_call()
+
+    def send_call(self) -> None:
+        self.next_id += 1
+        self.sent_at = time.monotonic()
+        self.send_text(f"42{self.ns},{self.next_id}{self.request}")
+
+    def on_text(self, payload: bytes, now: float) -> None:
+        if not payload.startswith(self.ack_prefix):
+            super().on_text(payload, now)
+            return
+        self.latencies.append((now - self.sent_at) * 1000)
+        rest = payload[len(self.ack_prefix) :]
+        if not rest[rest.index(b"[") :].startswith(b"[null,"):
+            self.errors += 1
+        if now < self.deadline:
+            self.send_call()
+        elif not self.done.done():
+            self.done.set_result(None)
+
+
+async def open_raw_listeners(
+    url: str, ns: str, token: str, count: int, kind: type[RawListener] = RawListener
+) -> list[Any]:
     parsed = urlsplit(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     path = "/socket.io/?EIO=4&transport=websocket"
@@ -186,7 +176,7 @@ async def open_raw_listeners(url: str, ns: str, token: str, count: int) -> list[
 
     async def one() -> RawListener:
         _, protocol = await loop.create_connection(
-            lambda: RawListener(ns, token, f"{host}:{port}", path), host, port
+            lambda: kind(ns, token, f"{host}:{port}", path), host, port
         )
         await asyncio.wait_for(protocol.connected, 30)
         return protocol
@@ -201,69 +191,43 @@ def emit(obj: object) -> None:
     sys.stdout.flush()
 
 
-async def open_many(
-    http: aiohttp.ClientSession, url: str, ns: str, token: str, count: int
-) -> list[SioSocket]:
-    sockets: list[SioSocket] = []
-    for start in range(0, count, 200):  # connect in waves, not all at once
-        sockets += await asyncio.gather(
-            *(SioSocket.connect(http, url, ns, token) for _ in range(min(200, count - start)))
-        )
-    return sockets
-
-
 async def wait_stdin_closed() -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
 async def main(argv: list[str]) -> None:
     mode, url, ns, token, count = argv[0], argv[1], argv[2], argv[3], int(argv[4])
-    if mode == "listen":
-        listeners = await open_raw_listeners(url, ns, token, count)
-        emit({"ready": len(listeners)})
-        await wait_stdin_closed()
-        emit({"received": [listener.received for listener in listeners]})
-        for listener in listeners:
-            if listener.transport is not None:
-                listener.transport.close()
+    if mode == "calls":
+        seconds, params = float(argv[5]), orjson.loads(argv[6])
+        callers = await open_raw_listeners(url, ns, token, count, RawCaller)
+        emit({"ready": len(callers)})
+        t0 = time.monotonic()
+        for caller in callers:
+            caller.start(params, t0 + seconds)
+        await asyncio.gather(*(caller.done for caller in callers))
+        emit(
+            {
+                "calls": sum(len(c.latencies) for c in callers),
+                "seconds": time.monotonic() - t0,
+                "latencies": [ms for c in callers for ms in c.latencies],
+                "errors": sum(c.errors for c in callers),
+            }
+        )
+        for caller in callers:
+            if caller.transport is not None:
+                caller.transport.close()
         return
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        sockets = await open_many(http, url, ns, token, count)
-        readers = [asyncio.create_task(s.run()) for s in sockets]
-        emit({"ready": len(sockets)})
-        if mode == "idle":
-            await wait_stdin_closed()
-            emit({"received": [s.received for s in sockets]})
-        elif mode == "calls":
-            seconds, params = float(argv[5]), orjson.loads(argv[6])
-            latencies: list[float] = []
-            errors = 0
-            deadline = time.monotonic() + seconds
-
-            async def loop(sock: SioSocket) -> None:
-                nonlocal errors
-                while time.monotonic() < deadline:
-                    t0 = time.monotonic()
-                    result = await sock.call("events.get", params)
-                    latencies.append((time.monotonic() - t0) * 1000)
-                    if not isinstance(result, list) or result[0] is not None:
-                        errors += 1
-
-            t0 = time.monotonic()
-            await asyncio.gather(*(loop(s) for s in sockets))
-            emit(
-                {
-                    "calls": len(latencies),
-                    "seconds": time.monotonic() - t0,
-                    "latencies": latencies,
-                    "errors": errors,
-                }
-            )
-        for task in readers:
-            task.cancel()
-        for sock in sockets:
-            await sock.ws.close()
+    # idle or listen: hold the sockets (answering pings) until stdin closes
+    listeners = await open_raw_listeners(url, ns, token, count)
+    emit({"ready": len(listeners)})
+    await wait_stdin_closed()
+    if mode == "listen":
+        emit({"received": [listener.received for listener in listeners]})
+    else:
+        emit({"idle": len(listeners)})
+    for listener in listeners:
+        if listener.transport is not None:
+            listener.transport.close()
 
 
 if __name__ == "__main__":
