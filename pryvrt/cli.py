@@ -59,6 +59,10 @@ def serve_worker(settings: Settings, shutdown_timeout: float, *, child: bool) ->
     async def freeze_gc(app: web.Application) -> None:
         # Start-up objects never die: keep full GC passes (tens of ms) off the hot path.
         gc.freeze()
+        # Young-generation passes every 700 allocations cost a large batch (10 000 events:
+        # ~600 000 objects) about a tenth of its time; every 50 000 is a few MB of garbage
+        # at most between passes.
+        gc.set_threshold(50_000, 20, 10)
 
     app.on_startup.append(freeze_gc)
     log.info("listening", extra={"host": settings.host, "port": settings.port})

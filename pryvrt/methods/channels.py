@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pydantic import Field
+
 from pryvrt import errors
 from pryvrt.auth.permissions import Level
 from pryvrt.ids import new_id
@@ -40,7 +42,7 @@ class CreateParams(Params):
     id: NewItemId | None = None
     name: Name
     enforceNoEventsOverlap: bool = True
-    clientData: ClientData = {}
+    clientData: ClientData = Field(default_factory=dict)
 
 
 def name_conflict(exc: Conflict, kind: str) -> errors.ApiError:

@@ -81,9 +81,9 @@ class EventFields(ValueForms):
     id: NewItemId | None = None
     time: EventTime | None = None
     folderId: ItemRef | None = None
-    tags: list[Tag] = []
+    tags: list[Tag] = Field(default_factory=list)
     description: Description | None = None
-    clientData: ClientData = {}
+    clientData: ClientData = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _content_needs_type(self) -> EventFields:

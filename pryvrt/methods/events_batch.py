@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 from pydantic import StringConstraints
@@ -37,14 +35,10 @@ class BatchParams(ChannelParams):
     events: list[BatchEvent]
 
 
-@contextmanager
-def about(client_id: str) -> Iterator[None]:
-    """Name the offending event of the batch in the ``data`` of any error raised inside."""
-    try:
-        yield
-    except errors.ApiError as exc:
-        exc.data = {**(exc.data or {}), "clientId": client_id}
-        raise
+def about(exc: errors.ApiError, client_id: str) -> errors.ApiError:
+    """The error, naming the offending event of the batch in its ``data``."""
+    exc.data = {**(exc.data or {}), "clientId": client_id}
+    return exc
 
 
 def check_time(item: BatchEvent, event: Event, now: float) -> None:
@@ -91,8 +85,10 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
         events: list[Event] = []
         periods: list[NewPeriod] = []
         for item in p.events:
-            with about(item.clientId):
+            try:
                 check_target_folder(access, channel.id, tree, item.folderId)
+            except errors.ApiError as exc:
+                raise about(exc, item.clientId) from None
             is_period = "duration" in item.model_fields_set
             event = new_event(
                 item,

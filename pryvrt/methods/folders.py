@@ -10,6 +10,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from pydantic import Field
+
 from pryvrt import errors
 from pryvrt.auth.permissions import Access, Level
 from pryvrt.ids import new_id
@@ -119,7 +121,7 @@ class CreateParams(ChannelParams):
     name: Name
     parentId: ItemRef | None = None
     hidden: bool = False
-    clientData: ClientData = {}
+    clientData: ClientData = Field(default_factory=dict)
 
 
 def check_parent(access: Access, channel_id: str, tree: FolderTree, parent_id: str | None) -> None:

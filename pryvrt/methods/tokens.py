@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from pryvrt import errors
 from pryvrt.auth.permissions import Access, parse_permissions
@@ -95,7 +95,7 @@ class CreateParams(Params):
     id: NewItemId | None = None
     name: Name
     type: Literal["shared", "app"] = "shared"
-    permissions: list[PermissionParam] = []
+    permissions: list[PermissionParam] = Field(default_factory=list)
 
 
 @method(
