@@ -289,11 +289,11 @@ def test_credentials_come_from_the_secrets_module_and_never_from_random() -> Non
         and node.func.attr in ("token_urlsafe", "token_hex", "token_bytes", "randbits")
     }
     # token_hex(8) names requests in logs (not a credential); token_urlsafe(32) is new_secret.
-    # randbits(78) is the random part of item ids (not credentials).
+    # token_bytes(count + 4) is the random part of item ids (not credentials).
     assert makers <= {
         "secrets.token_urlsafe(32)",
         "secrets.token_hex(8)",
-        "secrets.randbits(78)",
+        "secrets.token_bytes(count + 4)",
     }, makers
 
 
