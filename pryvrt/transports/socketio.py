@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# The event name a packet gets when its JSON cannot be decoded (see OrjsonJson.loads).
+UNDECODABLE = "\x00undecodable"
+
+
 class OrjsonJson:
     """python-socketio's JSON hook: a module-like object whose ``dumps`` returns ``str``.
 
@@ -57,7 +61,14 @@ class OrjsonJson:
 
     @staticmethod
     def loads(data: str | bytes, **_: Any) -> Any:
-        return orjson.loads(data)
+        """Invalid JSON (NaN, 1e400, nested over 1024 deep...) becomes an event named
+        UNDECODABLE: python-socketio would otherwise drop the packet and the caller would
+        wait for an ack that never comes. The ack id is parsed before the JSON, so the
+        call still gets its error answer."""
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return [UNDECODABLE]
 
 
 @dataclass(eq=False, slots=True)
@@ -100,6 +111,11 @@ def split_command_id(command_id: str) -> tuple[str, str | None]:
 
 def parse_call(event: str, args: tuple[Any, ...]) -> tuple[str, Any]:
     """(method id, raw params) of one emitted event; missing params mean ``{}``."""
+    if event == UNDECODABLE:
+        raise errors.InvalidRequestStructure(
+            "the message is not valid JSON (or is nested too deep, or has NaN or a number"
+            " out of range)"
+        )
     if event == "command":
         command = args[0] if args else None
         if not isinstance(command, dict) or not isinstance(command.get("id"), str):
@@ -200,6 +216,19 @@ class SocketTransport:
         if not self._alive(sid, namespace):
             return False  # the client left while we checked its credential
         assert ctx.user is not None and ctx.credential is not None
+        # Checked after the last await, so concurrent connects cannot all slip under the cap.
+        held = len(self.by_user.get(ctx.user.id, ()))
+        if held >= self.services.settings.max_sockets_per_user:
+            log.warning(
+                "socket refused: too many sockets",
+                extra={"request_id": ctx.request_id, "username": ctx.user.username},
+            )
+            raise refusal(
+                errors.TooManySockets(
+                    f"this user already has {held} open sockets on this server"
+                    f" (PRYVRT_MAX_SOCKETS_PER_USER)"
+                )
+            )
         peer = Peer(
             sid,
             namespace,
