@@ -192,6 +192,8 @@ def seed(base: str) -> Fixture:
 class Tally:
     examples: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    # operation label → statuses seen
+    by_operation: dict[str, set[int]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
 
@@ -238,6 +240,7 @@ def fuzz_operation(
             return
         tally.examples += 1
         tally.by_status[response.status_code] = tally.by_status.get(response.status_code, 0) + 1
+        tally.by_operation.setdefault(operation.label, set()).add(response.status_code)
         try:
             case.validate_response(response, checks=checks, headers=headers)
         except (FailureGroup, AssertionError) as exc:
@@ -253,7 +256,9 @@ def fuzz_operation(
         assert mode is GenerationMode.NEGATIVE, operation.label
 
 
-def test_every_operation_answers_without_5xx_and_as_documented(server: ServerThread) -> None:
+def test_every_operation_answers_without_5xx_and_as_documented(
+    server: ServerThread, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = server.url
     fx = seed(base)
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
@@ -263,10 +268,17 @@ def test_every_operation_answers_without_5xx_and_as_documented(server: ServerThr
     for operation in operations:
         fuzz_operation(operation, GenerationMode.POSITIVE, fx, base, tally, POSITIVE_EXAMPLES)
         fuzz_operation(operation, GenerationMode.NEGATIVE, fx, base, tally, NEGATIVE_EXAMPLES)
-    print(
-        f"\nfuzz: {tally.examples} requests over {len(operations)} operations;"
-        f" statuses {dict(sorted(tally.by_status.items()))}"
-    )
+    with capsys.disabled():  # the figure the README's Reliability section quotes
+        print(
+            f"\nfuzz: {tally.examples} requests over {len(operations)} operations;"
+            f" statuses {dict(sorted(tally.by_status.items()))}"
+        )
     assert not tally.failures, "\n\n".join(tally.failures)
-    assert tally.examples >= len(operations) * 2
     assert not any(status >= 500 for status in tally.by_status)
+    # Not vacuous: every operation was exercised, and most reached their success path
+    # (the seeded ids and the credential work), not only their error paths.
+    assert set(tally.by_operation) == {op.label for op in operations}
+    succeeded = [label for label, seen in tally.by_operation.items() if min(seen) < 300]
+    assert len(succeeded) >= len(operations) * 3 // 4, sorted(
+        set(tally.by_operation) - set(succeeded)
+    )
