@@ -11,9 +11,11 @@ import asyncio
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 
 from pryvrt.config import ConfigError, Settings
+from pryvrt.methods.attachments import MAX_FILES_PER_REQUEST
 from tests.conftest import Api, AppFactory
 from tests.sockets import connect, refusal
 
@@ -188,6 +190,27 @@ async def test_a_body_that_arrives_in_time_is_not_affected_by_the_timeout(
     assert status == 201 and answer["id"]
 
 
+async def test_more_files_than_the_per_request_cap_is_payload_too_large_and_stores_nothing(
+    api: Api,
+) -> None:
+    username, session = await api.user()
+    channel = await api.channel(username, session)
+    form = aiohttp.FormData()
+    form.add_field(
+        "event",
+        b'{"id": "many", "type": "picture/attached"}',
+        content_type="application/json",
+        filename="event.json",
+    )
+    for i in range(MAX_FILES_PER_REQUEST + 1):
+        form.add_field("file", b"tiny", filename=f"f{i}.bin", content_type="image/png")
+    reply = await api.post(f"/{username}/{channel}/events", data=form, auth=session)
+    assert (reply.status, reply.body["id"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert str(MAX_FILES_PER_REQUEST) in reply.body["message"]
+    events = await api.get(f"/{username}/{channel}/events?state=all", auth=session)
+    assert events.body == []
+
+
 # -- sockets per user -----------------------------------------------------------------------
 
 
@@ -259,3 +282,17 @@ def test_the_new_limits_come_from_the_environment_and_malformed_values_fail() ->
     ):
         with pytest.raises(ConfigError, match=next(iter(env))):
             Settings.from_env(env)
+
+
+async def test_a_socket_message_over_the_body_size_limit_closes_that_socket_only(
+    make_api: AppFactory,
+) -> None:
+    api = await make_api(max_body_size=4096)
+    username, session = await api.user()
+    async with connect(url(api), username, session) as bystander:
+        async with connect(url(api), username, session) as greedy:
+            await greedy.emit("channels.create", {"name": "big", "clientData": {"a": "x" * 10_000}})
+            await greedy.wait_disconnected(within=5)
+        error, result = await bystander.call("channels.get")
+        assert error is None and result == []
+    assert (await api.get("/health")).status == 200
