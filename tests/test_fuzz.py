@@ -39,8 +39,9 @@ from schemathesis.specs.openapi.checks import (
 from pryvrt.config import Settings
 from tests.conftest import free_port
 
-POSITIVE_EXAMPLES = 15
-NEGATIVE_EXAMPLES = 8
+# (positive, negative) examples per operation and credential: the session (the owner) gets
+# the most; a personal token and a read-only shared token walk the permission paths too.
+EXAMPLES = {"session": (10, 5), "personal": (3, 2), "shared": (3, 2)}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -120,6 +121,7 @@ class Fixture:
     username: str
     session: str
     personal: str
+    shared: str = ""
     ids: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -157,7 +159,7 @@ def seed(base: str) -> Fixture:
             fx.session,
         )["id"],
     ]
-    shared = _post(
+    fx.shared = shared = _post(
         f"{api}/tokens",
         {"name": "shared", "permissions": [{"channelId": "diary", "level": "read"}]},
         fx.session,
@@ -198,9 +200,16 @@ class Tally:
 
 
 def fuzz_operation(
-    operation: Any, mode: GenerationMode, fx: Fixture, base: str, tally: Tally, examples: int
+    operation: Any,
+    mode: GenerationMode,
+    credential: str,
+    fx: Fixture,
+    base: str,
+    tally: Tally,
+    examples: int,
 ) -> None:
-    """Run ``examples`` cases of one operation; record failures instead of stopping."""
+    """Run ``examples`` cases of one operation with one credential kind; record failures
+    instead of stopping."""
     checks = NEGATIVE_CHECKS if mode is GenerationMode.NEGATIVE else CHECKS
     path_names = [p.name for p in operation.path_parameters]
     # An ``{id}`` is a folder, event, token or bookmark id after the segment naming which.
@@ -232,11 +241,13 @@ def fuzz_operation(
         for name, value in pick.items():
             if value is not None and mode is GenerationMode.POSITIVE:
                 case.path_parameters[name] = value
-        headers = {"Authorization": fx.session}
+        headers = {"Authorization": getattr(fx, credential)}
         try:
             response = case.call(base_url=base, session=session, headers=headers, timeout=15)
         except requests.RequestException as exc:
-            tally.failures.append(f"{operation.label} [{mode.value}]: no answer: {exc!r}")
+            tally.failures.append(
+                f"{operation.label} [{mode.value}, {credential}]: no answer: {exc!r}"
+            )
             return
         tally.examples += 1
         tally.by_status[response.status_code] = tally.by_status.get(response.status_code, 0) + 1
@@ -244,7 +255,7 @@ def fuzz_operation(
         try:
             case.validate_response(response, checks=checks, headers=headers)
         except (FailureGroup, AssertionError) as exc:
-            message = f"{operation.label} [{mode.value}]: {exc}"
+            message = f"{operation.label} [{mode.value}, {credential}]: {exc}"
             if len(seen) < 3:
                 seen.append(message)
                 tally.failures.append(message[:3000])
@@ -266,8 +277,14 @@ def test_every_operation_answers_without_5xx_and_as_documented(
     operations.sort(key=lambda op: run_order(op.label))
     tally = Tally()
     for operation in operations:
-        fuzz_operation(operation, GenerationMode.POSITIVE, fx, base, tally, POSITIVE_EXAMPLES)
-        fuzz_operation(operation, GenerationMode.NEGATIVE, fx, base, tally, NEGATIVE_EXAMPLES)
+        # the session last: it is the one that may delete what the tokens would reach
+        for credential in ("shared", "personal", "session"):
+            positive, negative = EXAMPLES[credential]
+            for mode, examples in (
+                (GenerationMode.POSITIVE, positive),
+                (GenerationMode.NEGATIVE, negative),
+            ):
+                fuzz_operation(operation, mode, credential, fx, base, tally, examples)
     with capsys.disabled():  # the figure the README's Reliability section quotes
         print(
             f"\nfuzz: {tally.examples} requests over {len(operations)} operations;"
