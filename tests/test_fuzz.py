@@ -8,11 +8,16 @@ negative (schema-breaking) examples, derandomized so runs are reproducible. Each
 must: not be a 5xx, have a status code the document lists, have the documented content type,
 and match the documented schema (errors: ``{id, message, data?}``); a negative example must
 be refused with a 4xx.
+
+The second test does the same for Socket.IO, which has no document to drive schemathesis:
+every method callable over a socket gets generated params (values of each field's JSON type,
+real ids, odd values), and every call must be acked, with a result or a client error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import threading
 from collections.abc import Iterator
@@ -37,7 +42,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from pryvrt.config import Settings
-from tests.conftest import free_port
+from pryvrt.methods.registry import REGISTRY
+from tests.conftest import Api, free_port
+from tests.sockets import connect
 
 POSITIVE_EXAMPLES = 15
 NEGATIVE_EXAMPLES = 8
@@ -292,3 +299,121 @@ def test_every_operation_answers_without_5xx_and_as_documented(
     assert len(succeeded) >= len(operations) * 3 // 4, sorted(
         set(tally.by_operation) - set(succeeded)
     )
+
+
+# -- Socket.IO: every method over a socket, with generated params -----------------------------
+
+SOCKET_EXAMPLES = 25
+# Methods left out: logout ends the session the socket holds.
+SOCKET_SKIP = {"admin.logout"}
+ODD_VALUES: tuple[Any, ...] = (
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    2**63 - 1,  # larger integers: the raw-packet tests of test_malformed_input
+    -(2**63),
+    1e308,
+    -1e308,
+    5e-324,
+    "",
+    " ",
+    "x" * 300,
+    "null",
+    "*",
+    "../..",
+    "a\u0000b",
+    "é🙂",
+    [],
+    {},
+    [1, "a", None],
+    {"a": {"b": [1, {"c": None}]}},
+    {"": 1},
+    [{"channelId": "diary", "level": "manage"}],
+    [{"channelId": "diary", "folderId": "home", "level": "nope"}],
+    {"type": "note/txt", "value": "x"},
+)
+
+
+def plausible(schema: dict[str, Any], real_ids: list[str]) -> list[Any]:
+    """Values of the right JSON type for one field of a method's parameter schema."""
+    kinds = {schema.get("type")} | {alt.get("type") for alt in schema.get("anyOf", [])}
+    values: list[Any] = []
+    if "string" in kinds:
+        values += [*real_ids, "Fresh name", "2"]
+        values += schema.get("enum", [])
+    if kinds & {"number", "integer"}:
+        values += [0, 1, 1000.5, 86400, -5]
+    if "boolean" in kinds:
+        values += [True, False]
+    if "array" in kinds:
+        values += [[], ["diary"], [{"channelId": "diary", "level": "read"}]]
+    if "object" in kinds or not kinds - {None}:
+        values += [{}, {"k": "v"}, {"type": "note/txt", "value": "x"}]
+    if "null" in kinds:
+        values.append(None)
+    return values or [None]
+
+
+def socket_params(rng: random.Random, fields: dict[str, list[Any]], required: set[str]) -> Any:
+    """Params for one call: the required fields and some others, each with a value of its
+    type (often a real id) or now and then an odd one; sometimes not an object at all, or
+    with an unknown field."""
+    roll = rng.random()
+    if roll < 0.05:
+        return rng.choice(ODD_VALUES)
+    optional = sorted(set(fields) - required)
+    chosen = sorted(required) + rng.sample(optional, k=rng.randint(0, len(optional)))
+    params: dict[str, Any] = {}
+    for name in chosen:
+        pool = fields[name] if rng.random() < 0.9 else ODD_VALUES
+        params[name] = rng.choice(pool)
+    if roll > 0.95:
+        params["notAField"] = 1
+    return params
+
+
+async def test_socket_calls_with_generated_params_always_get_an_ack_and_never_a_500(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    username, session = await api.user()
+    channel = await api.channel(username, session, id="diary")
+    await api.post(f"/{username}/{channel}/folders", {"id": "home", "name": "Home"}, auth=session)
+    real_ids = ["diary", "home", "note", username]
+    methods = sorted(
+        (m.id for m in REGISTRY.values() if m.socket and m.id not in SOCKET_SKIP),
+        # deletions last, channels.delete at the very end (as for HTTP above)
+        key=lambda m: (m == "channels.delete", m.endswith("delete"), m),
+    )
+    rng = random.Random(7)  # deterministic
+    calls = 0
+    ids_seen: dict[str, int] = {}
+    async with connect(str(api.client.make_url("/")), username, session) as sock:
+        for method_id in methods:
+            schema = REGISTRY[method_id].params.model_json_schema()
+            fields = {
+                name: plausible(prop, real_ids)
+                for name, prop in schema.get("properties", {}).items()
+            }
+            required = set(schema.get("required", []))
+            for _ in range(SOCKET_EXAMPLES):
+                params = socket_params(rng, fields, required)
+                error, result = await sock.call(method_id, params, within=10)
+                calls += 1
+                if error is None:
+                    ids_seen["ok"] = ids_seen.get("ok", 0) + 1
+                    continue
+                assert isinstance(error["id"], str) and isinstance(error["message"], str), error
+                assert error["id"] not in ("UNEXPECTED_ERROR", "SERVICE_UNAVAILABLE"), (
+                    method_id,
+                    params,
+                    error,
+                )
+                assert result is None
+                ids_seen[error["id"]] = ids_seen.get(error["id"], 0) + 1
+    with capsys.disabled():
+        print(f"\nsocket fuzz: {calls} calls over {len(methods)} methods; {ids_seen}")
+    assert calls == len(methods) * SOCKET_EXAMPLES
+    assert ids_seen.get("ok", 0) > len(methods)  # not only refusals
+    assert (await api.get("/health")).status == 200
