@@ -339,8 +339,23 @@ async def raw_socket_call(api: Api, username: str, session: str, packet: str) ->
         '["channels.create", {"name": "nan", "clientData": {"n": NaN}}]',
         '["channels.create", {"name": "big", "clientData": {"n": 1e400}}]',
         '["channels.create", {"name": "cut", "clientData": {"a": [1, 2',
+        '{"channels.create": {"name": "object"}}',
+        "[]",
+        "true",  # (a bare number would read as part of the ack id)
+        '[["channels.get"], {}]',
+        "[null]",
     ],
-    ids=["nested 10 000 deep", "NaN", "1e400", "truncated"],
+    ids=[
+        "nested 10 000 deep",
+        "NaN",
+        "1e400",
+        "truncated",
+        "an object",
+        "an empty array",
+        "a boolean",
+        "a list as the name",
+        "null as the name",
+    ],
 )
 async def test_socket_params_that_cannot_be_decoded_get_an_error_ack_not_a_hang(
     api: Api, packet: str

@@ -8,6 +8,7 @@ username: it comes from the first path segment (``/alice/channels``), from the h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -351,8 +352,9 @@ async def error_middleware(
         # Answer, then close at once: aiohttp would otherwise keep reading the rest of the
         # body for up to 10 s ("lingering"), from a client that may never send it.
         response = error_response(exc)
-        await response.prepare(request)
-        await response.write_eof()
+        with contextlib.suppress(ConnectionError):  # the client may be gone already
+            await response.prepare(request)
+            await response.write_eof()
         if request.protocol is not None:
             request.protocol.force_close()
         return response

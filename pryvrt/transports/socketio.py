@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# The event name a packet gets when its JSON cannot be decoded (see OrjsonJson.loads).
+# The event name a packet gets when it is not a Socket.IO event we can read: invalid JSON
+# (see OrjsonJson.loads), or JSON that is not an array starting with a name (see Server).
 UNDECODABLE = "\x00undecodable"
 
 
@@ -69,6 +70,23 @@ class OrjsonJson:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             return [UNDECODABLE]
+
+
+class Server(socketio.AsyncServer):
+    """python-socketio's server, with one guard on incoming events.
+
+    An event's payload must be a JSON array whose first item is the event name; python-socketio
+    indexes it without checking, so ``{}``, ``[]`` or ``[["x"]]`` raised inside the library:
+    no ack (the caller waits forever) and a traceback in the log per message. Such payloads
+    are handed on as the UNDECODABLE event, which is answered with an error ack.
+    (``_handle_event`` is internal: python-socketio is pinned below 6, and
+    tests/test_malformed_input.py sends these payloads raw.)
+    """
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> Any:
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            data = [UNDECODABLE]
+        return await super()._handle_event(eio_sid, namespace, id, data)
 
 
 @dataclass(eq=False, slots=True)
@@ -113,8 +131,8 @@ def parse_call(event: str, args: tuple[Any, ...]) -> tuple[str, Any]:
     """(method id, raw params) of one emitted event; missing params mean ``{}``."""
     if event == UNDECODABLE:
         raise errors.InvalidRequestStructure(
-            "the message is not valid JSON (or is nested too deep, or has NaN or a number"
-            " out of range)"
+            "the message must be a JSON array [method, params]: valid JSON, nested at most"
+            " 1024 levels, without NaN or numbers out of range"
         )
     if event == "command":
         command = args[0] if args else None
@@ -149,7 +167,7 @@ class SocketTransport:
 
     def __init__(self, services: Services, *, websocket_only: bool = False) -> None:
         self.services = services
-        self.sio = socketio.AsyncServer(
+        self.sio = Server(
             async_mode="aiohttp",
             namespaces="*",
             json=OrjsonJson,
