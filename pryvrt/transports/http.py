@@ -26,6 +26,7 @@ from pryvrt import API_VERSION, __version__, errors
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.methods.results import Download
+from pryvrt.transports import multipart
 from pryvrt.transports.multipart import body_timed_out
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ async def body_params(request: web.Request, within: float) -> Any:
         async with asyncio.timeout(within):
             raw = await request.read()
     except TimeoutError:
-        raise body_timed_out(request, within) from None
+        raise body_timed_out(within) from None
     if not raw.strip():
         return None
     try:
@@ -264,8 +265,6 @@ class HttpTransport:
         ctx = self.context(request, username)
         params: dict[str, Any] = query_params(request)
         if route.uploads and request.content_type.startswith("multipart/"):
-            from pryvrt.transports import multipart
-
             body, ctx.uploads = await multipart.open_uploads(request, self.services.settings)
             if route.params_part and body is None:
                 raise errors.InvalidRequestStructure(

@@ -26,7 +26,7 @@ MALFORMED = (ValueError, AssertionError, HttpProcessingError)
 T = TypeVar("T")
 
 
-def body_timed_out(request: web.Request, timeout: float) -> errors.ApiError:
+def body_timed_out(timeout: float) -> errors.ApiError:
     """408 for a body that did not arrive in time (the HTTP layer then closes the connection)."""
     return errors.RequestTimeout(f"the request body did not arrive within {timeout:g} s")
 
@@ -38,8 +38,7 @@ class Reading:
     body: a large file on a slow link may take long, a stalled client may not.
     """
 
-    def __init__(self, request: web.Request, timeout: float) -> None:
-        self.request = request
+    def __init__(self, timeout: float) -> None:
         self.timeout = timeout
 
     async def __call__(self, read: Awaitable[T]) -> T:
@@ -49,7 +48,7 @@ class Reading:
         except MALFORMED as exc:
             raise errors.InvalidRequestStructure(f"malformed multipart body: {exc}") from None
         except TimeoutError:
-            raise body_timed_out(self.request, self.timeout) from None
+            raise body_timed_out(self.timeout) from None
 
 
 class FilePart:
@@ -116,7 +115,7 @@ async def open_uploads(request: web.Request, settings: Settings) -> tuple[Any, U
         reader = await request.multipart()
     except MALFORMED as exc:
         raise errors.InvalidRequestStructure(f"malformed multipart body: {exc}") from None
-    reading = Reading(request, settings.body_timeout)
+    reading = Reading(settings.body_timeout)
     first = await reading(reader.next())
     if first is not None and not isinstance(first, BodyPartReader):
         raise errors.InvalidRequestStructure("nested multipart is not supported")
