@@ -63,13 +63,16 @@ NEGATIVE_CHECKS = [*CHECKS, negative_data_rejection]
 
 
 def run_order(label: str) -> int:
-    """Reads and writes first, then deletions (channels last: they hold everything else),
-    then logout, which ends the session every other request uses."""
+    """Reads and writes first, then deletions from the innermost item out (attachments,
+    then events, folders, tokens..., channels last: they hold everything else), then logout,
+    which ends the session most requests use."""
     if label == "POST /{username}/logout":
-        return 3
+        return 4
     if label == "DELETE /{username}/channels/{channelId}":
-        return 2
-    return 1 if label.startswith("DELETE ") else 0
+        return 3
+    if label.startswith("DELETE "):
+        return 1 if label.endswith("{fileName}") else 2
+    return 0
 
 
 class ServerThread:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from typing import Any
 
 import aiohttp
@@ -281,6 +282,70 @@ async def test_a_100_mb_body_is_cut_off_with_413_before_it_is_all_sent(api: Api)
     assert (status, body["id"]) == (413, "PAYLOAD_TOO_LARGE")
     # the server stopped after its limit (10 MB), not after buffering the 100 MB
     assert sent < total // 2
+    await still_serving(api, username, session)
+
+
+async def test_a_compressed_body_expanding_past_the_limit_is_payload_too_large(api: Api) -> None:
+    """A 50 MB body gzipped to ~50 KB: the limit applies to what it expands to."""
+    username, session = await owner(api)
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    bomb = packer.compress(b'{"name": "bomb", "clientData": {"a": "')
+    zeros = b"0" * (1024 * 1024)
+    for _ in range(50):
+        bomb += packer.compress(zeros)
+    bomb += packer.compress(b'"}}') + packer.flush()
+    assert len(bomb) < 100_000
+    reply = await api.post(
+        f"/{username}/channels",
+        data=bomb,
+        auth=session,
+        headers={**JSON, "Content-Encoding": "gzip"},
+    )
+    refused(reply, 413, "PAYLOAD_TOO_LARGE")
+    await still_serving(api, username, session)
+
+
+async def test_a_body_that_claims_a_compression_it_does_not_have_is_refused(api: Api) -> None:
+    username, session = await owner(api)
+    reply = await api.post(
+        f"/{username}/channels",
+        data=b'{"name": "not gzip"}',
+        auth=session,
+        headers={**JSON, "Content-Encoding": "gzip"},
+    )
+    refused(reply, 400, "INVALID_REQUEST_STRUCTURE")
+    await still_serving(api, username, session)
+
+
+PROTOCOL_GARBAGE = {
+    "bad chunk size": b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "bad chunk framing": b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}XX\r\n0\r\n\r\n",
+    "bad content length": b"Content-Length: abc\r\n\r\n",
+    "a header over 8 KB": b"X-Big: " + b"a" * 10_000 + b"\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("tail", PROTOCOL_GARBAGE.values(), ids=list(PROTOCOL_GARBAGE))
+async def test_a_malformed_http_message_is_refused_and_the_server_keeps_serving(
+    api: Api, tail: bytes
+) -> None:
+    """Refused by aiohttp's parser before the application runs: 400 and the connection
+    closed (the body is aiohttp's text, not an API error: no route was reached)."""
+    username, session = await owner(api)
+    reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
+    try:
+        writer.write(
+            f"POST /{username}/channels HTTP/1.1\r\nHost: x\r\nAuthorization: {session}\r\n"
+            "Content-Type: application/json\r\n".encode()
+            + tail
+        )
+        answer = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+    finally:
+        writer.close()
+    assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 ")), answer[:100]
+    assert b"Traceback" not in answer
+    channels = await api.get(f"/{username}/channels", auth=session)
+    assert channels.body == []
     await still_serving(api, username, session)
 
 

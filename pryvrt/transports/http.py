@@ -27,7 +27,7 @@ from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.methods.results import Download
 from pryvrt.transports import multipart
-from pryvrt.transports.multipart import body_timed_out
+from pryvrt.transports.multipart import UnreadableBody, body_timed_out, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,8 @@ async def body_params(request: web.Request, within: float) -> Any:
             raw = await request.read()
     except TimeoutError:
         raise body_timed_out(within) from None
+    except web.RequestPayloadError as exc:
+        raise unreadable(exc) from None
     if not raw.strip():
         return None
     try:
@@ -347,10 +349,12 @@ async def error_middleware(
         return web.Response(status=200)
     try:
         return await handler(request)
-    except errors.RequestTimeout as exc:
+    except (errors.RequestTimeout, UnreadableBody) as exc:
         # Answer, then close at once: aiohttp would otherwise keep reading the rest of the
-        # body for up to 10 s ("lingering"), from a client that may never send it.
+        # body for up to 10 s ("lingering"), from a client that may never send it or from a
+        # stream that cannot be read.
         response = error_response(exc)
+        response.force_close()  # says "Connection: close": the client opens a new one
         with contextlib.suppress(ConnectionError):  # the client may be gone already
             await response.prepare(request)
             await response.write_eof()

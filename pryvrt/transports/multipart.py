@@ -26,6 +26,19 @@ MALFORMED = (ValueError, AssertionError, HttpProcessingError)
 T = TypeVar("T")
 
 
+class UnreadableBody(errors.ApiError):
+    """The body stream itself broke (a content encoding that does not decode, bad chunked
+    framing): 400, and the HTTP layer closes the connection, which cannot carry more."""
+
+    status = 400
+    id = "INVALID_REQUEST_STRUCTURE"
+
+
+def unreadable(exc: web.RequestPayloadError) -> UnreadableBody:
+    detail = getattr(exc.__cause__, "message", "") or "malformed body"
+    return UnreadableBody(f"the request body could not be read: {detail}")
+
+
 def body_timed_out(timeout: float) -> errors.ApiError:
     """408 for a body that did not arrive in time (the HTTP layer then closes the connection)."""
     return errors.RequestTimeout(f"the request body did not arrive within {timeout:g} s")
@@ -45,6 +58,8 @@ class Reading:
         try:
             async with asyncio.timeout(self.timeout):
                 return await read
+        except web.RequestPayloadError as exc:
+            raise unreadable(exc) from None
         except MALFORMED as exc:
             raise errors.InvalidRequestStructure(f"malformed multipart body: {exc}") from None
         except TimeoutError:
