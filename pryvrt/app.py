@@ -10,6 +10,7 @@ from aiohttp import web
 
 from pryvrt import methods  # noqa: F401  (registers every method)
 from pryvrt import web as web_dashboard
+from pryvrt.auth.cache import AccessCache
 from pryvrt.auth.throttle import LoginThrottle
 from pryvrt.config import Settings
 from pryvrt.methods.context import Services
@@ -58,11 +59,15 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_size)
     app[SETTINGS_KEY] = settings
+    bus = make_bus(settings)
+    cache = AccessCache(settings.cache_seconds, bus.invalidations_live)
+    bus.set_invalidation_handler(cache.invalidate)
     services = Services(
         settings=settings,
         storage=Storage(),  # attached to its pool in database_ctx
-        bus=make_bus(settings),
+        bus=bus,
         throttle=LoginThrottle(settings.login_max_failures, settings.login_block_seconds),
+        cache=cache,
     )
     app[http.SERVICES_KEY] = services
     app.cleanup_ctx.append(database_ctx)

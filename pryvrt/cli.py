@@ -41,6 +41,8 @@ def serve_worker(settings: Settings, shutdown_timeout: float, *, child: bool) ->
     from aiohttp import web
 
     from pryvrt.app import create_app
+    from pryvrt.shutdown import serve
+    from pryvrt.transports.socketio import SOCKETIO_KEY
 
     try:
         import uvloop
@@ -60,14 +62,16 @@ def serve_worker(settings: Settings, shutdown_timeout: float, *, child: bool) ->
 
     app.on_startup.append(freeze_gc)
     log.info("listening", extra={"host": settings.host, "port": settings.port})
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=shutdown_timeout,
-        reuse_port=child,
+    sockets = app[SOCKETIO_KEY]
+    asyncio.run(
+        serve(
+            app,
+            host=settings.host,
+            port=settings.port,
+            reuse_port=child,
+            shutdown_timeout=shutdown_timeout,
+            before_drain=lambda: sockets.shutdown(app),
+        )
     )
     return 0
 

@@ -29,7 +29,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, allow_zero: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -37,8 +37,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be > 0, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value}")
     return value
 
 
@@ -71,6 +71,9 @@ class Settings:
     password_hash_fast: bool = False
     # Seconds a socket's credential, once checked, is trusted without asking the database.
     socket_recheck_seconds: float = 5.0
+    # Seconds a worker may serve a credential or channel from its cache (0: no cache); writes
+    # invalidate it at once, on every worker (see pryvrt.auth.cache).
+    cache_seconds: float = 5.0
     # Worker processes sharing the port (``pryvrt serve --workers``); > 1 needs Redis.
     workers: int = 1
 
@@ -107,6 +110,7 @@ class Settings:
             login_block_seconds=_float(env, "PRYVRT_LOGIN_BLOCK_SECONDS", cls.login_block_seconds),
             db_pool_size=_int(env, "PRYVRT_DB_POOL_SIZE", cls.db_pool_size, 1),
             db_timeout=_float(env, "PRYVRT_DB_TIMEOUT", cls.db_timeout),
+            cache_seconds=_float(env, "PRYVRT_CACHE_SECONDS", cls.cache_seconds, allow_zero=True),
             workers=_int(env, "WEB_CONCURRENCY", cls.workers, 1),
         )
         settings = replace(settings, **overrides) if overrides else settings

@@ -8,6 +8,8 @@ from typing import Any
 import asyncpg
 
 from pryvrt.notify.messages import EVENTS_CHANGED
+from pryvrt.storage.events import EventQuery
+from pryvrt.transports.http import SERVICES_KEY
 from tests.activity import Owner, owner, record_changes
 from tests.conftest import Api
 
@@ -373,3 +375,36 @@ async def test_large_channel_queries_use_indexes(api: Api, database_url: str) ->
     ):
         plan = await store.events.explain_query(user.id, me.channel, query)
         assert "Seq Scan" not in plan, plan
+
+
+async def test_events_get_json_built_by_postgresql_matches_the_event_model(api: Api) -> None:
+    """events.get's reply is built in SQL (storage.events.EVENT_JSON); it must say exactly
+    what ``Event.to_api`` says for every shape of event."""
+    me = await owner(api)
+    folder = await me.folder("f")
+    shapes: list[dict[str, Any]] = [
+        {},
+        {"time": 1700000000.123456, "tags": ["a", "b"], "description": 'd " \\ é\n'},
+        {"value": {"type": "note:txt", "value": "hi"}, "folderId": folder},
+        {"value": {"type": "count:n", "value": 0.1}, "clientData": {"x": [1, {"y": None}]}},
+        {"value": {"type": "any:obj", "value": {"k": [1, 2.5, "s", True, None]}}},
+        {"value": {"type": "null:n", "value": None}},
+        {"time": 1000.5, "duration": 12.25},
+        {"time": 1e9, "duration": 0},
+    ]
+    for shape in shapes:
+        reply = await me.event(**shape)
+        assert reply.status == 201, reply
+    running = await me.start(folderId=folder)
+    assert running.status == 201, running
+    trashed = (await me.event(tags=["gone"])).body["id"]
+    await api.delete(me.path(f"/events/{trashed}"), auth=me.session)
+    from_sql = await me.all_events()
+    services = api.client.app[SERVICES_KEY]
+    user = await services.storage.users.by_username(me.username)
+    query = EventQuery(from_time=0, to_time=1e12, state="all", ascending=True, limit=1000)
+    from_model = [
+        e.to_api() for e in await services.storage.events.query(user.id, me.channel, query)
+    ]
+    assert len(from_sql) == len(shapes) + 2
+    assert from_sql == from_model

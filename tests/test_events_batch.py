@@ -137,7 +137,8 @@ async def test_batch_size_is_capped_by_the_server_setting(make_api: Any) -> None
     assert (reply.status, reply.body["id"]) == (413, "PAYLOAD_TOO_LARGE")
 
 
-async def test_ten_thousand_events_are_ingested_well_under_a_second(api: Api) -> None:
+async def test_ten_thousand_events_are_ingested_in_one_call(api: Api) -> None:
+    """Behaviour only: the speed of this path is measured by scripts/bench, not here."""
     me = await owner(api)
     work = await me.folder("work")
     await me.event(time=0.5, duration=0.5)
@@ -146,12 +147,8 @@ async def test_ten_thousand_events_are_ingested_well_under_a_second(api: Api) ->
         | ({"duration": 0.5} if i % 2 else {"type": "count/n", "content": i})
         for i in range(10_000)
     ]
-    started = time.perf_counter()
     reply = await upload(me, events)
-    elapsed = time.perf_counter() - started
     assert reply.status == 200, reply
     assert len(reply.body["addedEvents"]) == 10_000
-    print(f"\n10 000 events: {elapsed * 1000:.0f} ms over HTTP")
-    assert elapsed < 1.5  # the figure to watch is printed; shared machines vary
     reply = await me.events("?limit=1&fromTime=0&toTime=1e9")
     assert reply.body[0]["time"] == 10_000.0

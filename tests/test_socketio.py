@@ -9,6 +9,7 @@ import pytest
 
 from pryvrt.methods.registry import REGISTRY
 from pryvrt.transports.http import SERVICES_KEY
+from pryvrt.transports.socketio import SOCKETIO_KEY
 from tests.conftest import Api
 from tests.sockets import connect, refusal
 
@@ -175,7 +176,7 @@ async def test_a_call_without_an_ack_does_not_break_the_socket(api: Api) -> None
 async def test_a_credential_that_stopped_working_disconnects_the_socket_on_its_next_check(
     make_api: Any,
 ) -> None:
-    api = await make_api(socket_recheck_seconds=0.0)
+    api = await make_api(socket_recheck_seconds=0.0, cache_seconds=0)
     username, session = await api.user()
     token = await api.personal_token(username, session)
     async with connect(url(api), username, token) as sock:
@@ -362,3 +363,27 @@ async def test_a_server_starts_and_takes_writes_while_redis_is_unreachable(make_
         error, result = await sock.call("channels.create", {"name": "offline"})
         assert error is None and result["id"]
         assert await sock.drain(0.2) == []  # its notification could not travel
+
+
+async def test_websocket_and_polling_sockets_each_get_one_notification(api: Api) -> None:
+    """Websocket sockets take the encode-once path (transports.fanout), polling ones the
+    stock emit; a client cannot tell them apart."""
+    username, session = await api.user()
+    transport = api.client.app[SOCKETIO_KEY]
+    async with (
+        connect(url(api), username, session) as ws_sock,
+        connect(url(api), username, session, transports=["polling"]) as polling_sock,
+    ):
+        assert len(transport.sio.websockets) == 1  # only the websocket one is recorded
+        reply = await api.post(f"/{username}/channels", {"name": "both"}, auth=session)
+        assert reply.status == 201
+        channel = reply.body["id"]
+        reply = await api.post(f"/{username}/{channel}/events", {}, auth=session)
+        assert reply.status == 201
+        for sock in (ws_sock, polling_sock):
+            assert await sock.next(within=2.0) == ("channelsChanged", None)
+            assert await sock.next(within=2.0) == ("eventsChanged", {"channelId": channel})
+            assert await sock.drain(0.2) == []
+    async with asyncio.timeout(2):  # the server notices the disconnect
+        while transport.sio.websockets:  # noqa: ASYNC110 - polling server state
+            await asyncio.sleep(0.01)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,58 +16,10 @@ import aiohttp
 import pytest
 
 from tests.conftest import RedisServer, free_port
+from tests.processes import Http, Worker, worker_env
 from tests.sockets import connect
 
 pytestmark = pytest.mark.slow
-PRYVRT = (sys.executable, "-m", "pryvrt")
-
-
-class Worker:
-    """A ``pryvrt serve`` process on a loopback port; its log goes to a file."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"worker-{self.port}.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [*PRYVRT, "serve", "--host=127.0.0.1", f"--port={self.port}", *args],
-                env=env,
-                stdout=log,
-                stderr=log,
-            )
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as reply:
-                    if reply.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"worker not ready: {self.log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def worker_env(database_url: str, redis_url: str | None, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WEB_CONCURRENCY")}
-    env.update(DATABASE_URL=database_url, PRYVRT_DATA_DIR=str(data_dir), PRYVRT_LOG_LEVEL="WARNING")
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -104,33 +54,6 @@ def pair(env: dict[str, str], logs: Path) -> Iterator[tuple[Worker, Worker]]:
             worker.stop()
 
 
-class Http:
-    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
-        self.session = session
-        self.base = base
-
-    async def call(self, verb: str, path: str, json: Any = None, auth: str | None = None) -> Any:
-        headers = {"Authorization": auth} if auth else {}
-        async with asyncio.timeout(5):
-            async with self.session.request(
-                verb, self.base + path, json=json, headers=headers
-            ) as reply:
-                body = await reply.json(content_type=None)
-                return reply.status, body
-
-    async def user(self) -> tuple[str, str]:
-        username = "w" + os.urandom(5).hex()
-        status, _ = await self.call(
-            "POST", "/users", {"username": username, "password": "pw-secret"}
-        )
-        assert status == 201
-        status, body = await self.call(
-            "POST", f"/{username}/login", {"userName": username, "password": "pw-secret"}
-        )
-        assert status == 200
-        return username, body["sessionID"]
-
-
 async def test_a_write_on_one_worker_reaches_a_socket_on_another(
     pair: tuple[Worker, Worker],
 ) -> None:
@@ -146,6 +69,30 @@ async def test_a_write_on_one_worker_reaches_a_socket_on_another(
             latency = time.monotonic() - started
             assert await sock.drain(0.3) == []  # exactly once
     assert latency < 1.0
+
+
+async def test_a_token_deleted_on_one_worker_is_refused_by_another_at_once(
+    pair: tuple[Worker, Worker],
+) -> None:
+    """The other worker had the token cached (5 s lifetime): the invalidation on the
+    bus's control channel, not the lifetime, makes it refuse the token."""
+    first, second = pair
+    async with aiohttp.ClientSession() as session:
+        username, auth = await Http(session, first.url).user()
+        other = Http(session, second.url)
+        status, body = await other.call("POST", f"/{username}/tokens", {"name": "t"}, auth)
+        assert status == 201, body
+        token = body["id"]
+        for _ in range(2):
+            assert (await other.call("GET", f"/{username}/channels", auth=token))[0] == 200
+        status, _ = await Http(session, first.url).call(
+            "DELETE", f"/{username}/tokens/{token}", auth=auth
+        )
+        assert status == 200
+        deadline = time.monotonic() + 1.0  # the cache lifetime is 5 s
+        while (await other.call("GET", f"/{username}/channels", auth=token))[0] != 401:
+            assert time.monotonic() < deadline, "the other worker still accepts the token"
+            await asyncio.sleep(0.01)
 
 
 async def test_writes_succeed_while_redis_is_down_and_notifications_resume_after(

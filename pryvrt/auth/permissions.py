@@ -106,7 +106,9 @@ class Access:
         return best
 
     def can_see_channel(self, channel_id: str) -> bool:
-        return self.is_full or any(p.matches(channel_id) for p in self.permissions)
+        """True when the access reads something in the channel (a grant of no folder,
+        ``folderPermissions: []``, reads nothing: the channel stays out of sight)."""
+        return self.is_full or self.best_level_in(channel_id) is not None
 
     def is_folder_restricted(self, channel_id: str) -> bool:
         """True when the access reaches the channel only through some of its folders."""

@@ -116,7 +116,9 @@ async def get(ctx: CallContext, p: FileParams) -> Download:
     so ``<img src=".../photo.jpg?readToken=...">`` displays in a browser."""
     event = await ctx.storage.events.get(ctx.user_id, p.channelId, p.id)
     if p.readToken is not None and ctx.credential is None:
-        attachment = find_file(event, p.fileName) if event else None
+        # Any wrong (event, file, token) answers the same: no probing for file names.
+        files = event.attachments if event else []
+        attachment = next((a for a in files if a["fileName"] == p.fileName), None)
         if attachment is None or not hmac.compare_digest(
             p.readToken.encode(), str(attachment["readToken"]).encode()
         ):
@@ -125,6 +127,8 @@ async def get(ctx: CallContext, p: FileParams) -> Download:
         access = await authenticate(ctx)
         if await ctx.storage.channels.get(ctx.user_id, p.channelId) is None:
             raise errors.UnknownChannel(f"unknown channel {p.channelId!r}")
+        if access.best_level_in(p.channelId) is None:  # as for every channel method
+            raise errors.Forbidden("this credential has no read permission here")
         if event is None:
             raise errors.UnknownEvent(f"unknown event {p.id!r}")
         tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, p.channelId))

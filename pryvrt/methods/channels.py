@@ -68,7 +68,7 @@ async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
         )
     except Conflict as exc:
         raise name_conflict(exc, "channel") from None
-    ctx.notify(CHANNELS_CHANGED)
+    ctx.notify(CHANNELS_CHANGED, channel.id)
     return {"id": channel.id}
 
 
@@ -107,7 +107,7 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
         raise name_conflict(exc, "channel") from None
     if updated is None:
         raise errors.UnknownChannel(f"unknown channel {p.channelId!r}")
-    ctx.notify(CHANNELS_CHANGED)
+    ctx.notify(CHANNELS_CHANGED, p.channelId)
     return {}
 
 
@@ -119,5 +119,5 @@ async def delete(ctx: CallContext, p: ChannelParams) -> dict[str, Any]:
         await ctx.storage.channels.delete(ctx.user_id, channel.id)
     else:
         await ctx.storage.channels.trash(ctx.user_id, channel.id, time.time())
-    ctx.notify(CHANNELS_CHANGED)
+    ctx.notify(CHANNELS_CHANGED, channel.id)
     return {}

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pryvrt.auth.cache import AccessCache
 from pryvrt.notify import Change
 from pryvrt.notify.messages import ACCESS_REVOKED
 
@@ -30,6 +31,8 @@ class Services:
     # username -> User, for the life of the worker: usernames and user ids never change and
     # users are never deleted; handlers that need fresh profile fields re-read them.
     user_cache: dict[str, User] = field(default_factory=dict)
+    # Credentials and channels (off unless the app sets one up with the bus's liveness).
+    cache: AccessCache = field(default_factory=lambda: AccessCache(0))
 
 
 @dataclass(eq=False)

@@ -80,10 +80,11 @@ def level_on(
 def require_level(
     access: Access, channel_id: str, tree: FolderTree, folder_id: str | None, level: Level
 ) -> None:
-    """403 FORBIDDEN unless the credential holds ``level`` on that folder."""
+    """403 FORBIDDEN unless the credential holds ``level`` on that folder. The message never
+    names the folder: when the caller named an event, its folder may be out of its sight."""
     held = level_on(access, channel_id, tree, folder_id)
     if held is None or held < level:
-        where = "events with no folder" if folder_id is None else f"folder {folder_id!r}"
+        where = "the events with no folder" if folder_id is None else "this folder"
         raise errors.Forbidden(f"this credential has no {level.api_name} permission on {where}")
 
 

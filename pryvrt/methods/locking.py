@@ -34,9 +34,10 @@ async def lock_channel(ctx: CallContext, conn: Any, *, exclusive: bool = True) -
     return channel
 
 
-def refuse_trashed_channel(channel: Channel) -> None:
-    """Nothing new may be recorded into a trashed channel (API.md §4)."""
-    if channel.trashed:
+def refuse_trashed_channel(channel: Channel, *, trashed: bool | None = None) -> None:
+    """Nothing new may be recorded into a trashed channel (API.md §4). ``trashed`` overrides
+    ``channel.trashed`` when a fresher read said so."""
+    if channel.trashed if trashed is None else trashed:
         raise errors.InvalidOperation(
             "the channel is in the trash: restore it before recording into it",
             {"trashed": "channel"},

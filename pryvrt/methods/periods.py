@@ -7,6 +7,7 @@ back everything, including a running period already stopped here. A period's bou
 ``[start, end)`` with ``end`` None (or +inf) while running; marks never take part. A
 period started or created at T stops the running period that started before T, even when
 that one lies outside the credential's folders: the rule is about the channel's timeline.
+Answers and errors name only the events the credential can read (``readable_ids``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from pryvrt import errors
 from pryvrt.methods.context import CallContext
+from pryvrt.methods.folder_tree import FolderTree, level_on
 from pryvrt.storage.channels import Channel
 
 
@@ -41,16 +43,41 @@ async def place_period(
         if later:
             raise errors.InvalidOperation(
                 "a period starts after this time: only the latest period may be running",
-                {"laterIds": later},
+                {"laterIds": await readable_ids(ctx, conn, channel.id, later)},
             )
     stopped = await _stop_running_before(ctx, conn, channel, start, now, event_id)
     bound = math.inf if end is None else end
     if await periods.first_overlaps(conn, user_id, channel.id, [start], [bound], event_id) is None:
-        return stopped
+        return await readable_id(ctx, conn, channel.id, stopped)
     overlapped = await periods.overlapping(conn, user_id, channel.id, start, bound, event_id)
     raise errors.PeriodsOverlap(
-        "the period overlaps other periods of this channel", {"overlappedIds": overlapped}
+        "the period overlaps other periods of this channel",
+        {"overlappedIds": await readable_ids(ctx, conn, channel.id, overlapped)},
     )
+
+
+async def readable_ids(ctx: CallContext, conn: Any, channel_id: str, ids: list[str]) -> list[str]:
+    """The events among ``ids`` the credential can read: a folder-scoped credential is never
+    told the ids of events outside its folders (the rules still apply to them)."""
+    access = ctx.require_access()
+    if not ids or not access.is_folder_restricted(channel_id):
+        return ids
+    tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel_id, conn))
+    kept = []
+    for event_id in ids:
+        event = await ctx.storage.events.get(ctx.user_id, channel_id, event_id, conn)
+        if event is not None and level_on(access, channel_id, tree, event.folder_id) is not None:
+            kept.append(event_id)
+    return kept
+
+
+async def readable_id(
+    ctx: CallContext, conn: Any, channel_id: str, event_id: str | None
+) -> str | None:
+    if event_id is None:
+        return None
+    kept = await readable_ids(ctx, conn, channel_id, [event_id])
+    return kept[0] if kept else None
 
 
 async def _stop_running_before(
@@ -114,12 +141,15 @@ async def place_batch(
         conn, ctx.user_id, channel.id, [p.start for p in batch], [p.end for p in batch]
     )
     if index is None:
-        return stopped
+        return await readable_id(ctx, conn, channel.id, stopped)
     culprit = batch[index]
     overlapped = await ctx.storage.periods.overlapping(
         conn, ctx.user_id, channel.id, culprit.start, culprit.end
     )
     raise errors.PeriodsOverlap(
         f"period {culprit.client_id!r} overlaps stored periods",
-        {"clientId": culprit.client_id, "overlappedIds": overlapped},
+        {
+            "clientId": culprit.client_id,
+            "overlappedIds": await readable_ids(ctx, conn, channel.id, overlapped),
+        },
     )

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from pryvrt import errors
 from pryvrt.auth.permissions import Access, Level, parse_permissions
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.params import ChannelParams
+from pryvrt.notify.bus import invalidates
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +155,22 @@ async def authenticate(ctx: CallContext) -> Access:
     if not ctx.credential:
         raise errors.InvalidToken("a credential is required (Authorization header or ?auth=)")
     now = time.time()
-    row = await ctx.storage.tokens.find_credential(ctx.user_id, ctx.credential, now)
-    if row is None:
-        raise errors.InvalidToken("invalid or expired credential")
+    cache = ctx.services.cache
+    row = cache.credential(ctx.user_id, ctx.credential)
+    if row is None or (row.expires is not None and row.expires <= now):
+        generation = cache.generation
+        row = await ctx.storage.tokens.find_credential(ctx.user_id, ctx.credential, now)
+        if row is None:
+            raise errors.InvalidToken("invalid or expired credential")
+        cache.put_credential(ctx.user_id, ctx.credential, row, generation)
     if row.kind == "session" and row.expires is not None:
         ttl = ctx.settings.session_ttl
         # Slide the expiry, at most once a minute per session (not one write per request).
         if now + ttl - row.expires > 60:
+            generation = cache.generation
             await ctx.storage.sessions.touch(ctx.user_id, row.id, now + ttl)
+            row = replace(row, expires=now + ttl)
+            cache.put_credential(ctx.user_id, ctx.credential, row, generation)
     ctx.access = Access(row.kind, row.id, row.name, parse_permissions(row.permissions))
     return ctx.access
 
@@ -175,9 +184,14 @@ def check_credential_kind(method: Method, access: Access) -> None:
 
 async def load_channel(ctx: CallContext, channel_id: str, level: Level) -> None:
     access = ctx.require_access()
-    channel = await ctx.storage.channels.get(ctx.user_id, channel_id)
+    cache = ctx.services.cache
+    channel = cache.channel(ctx.user_id, channel_id)
     if channel is None:
-        raise errors.UnknownChannel(f"unknown channel {channel_id!r}")
+        generation = cache.generation
+        channel = await ctx.storage.channels.get(ctx.user_id, channel_id)
+        if channel is None:
+            raise errors.UnknownChannel(f"unknown channel {channel_id!r}")
+        cache.put_channel(ctx.user_id, channel, generation)
     best = access.best_level_in(channel_id)
     if best is None or best < level:
         raise errors.Forbidden(f"this credential has no {level.api_name} permission here")
@@ -187,6 +201,7 @@ async def load_channel(ctx: CallContext, channel_id: str, level: Level) -> None:
 DB_UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     ConnectionError,
     OSError,
@@ -260,6 +275,9 @@ async def call(ctx: CallContext, method_id: str, raw: Any, *, publish: bool = Tr
                 "ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+    if ctx.user is not None and invalidates(ctx.changes):
+        # This worker at once (later calls of a batch included); others through the bus.
+        ctx.services.cache.invalidate(ctx.user.id)
     if publish and ctx.changes and ctx.user is not None:
         await ctx.services.bus.publish(ctx.user.id, sorted(ctx.changes, key=_change_order))
         ctx.changes.clear()

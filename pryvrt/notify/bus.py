@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
-from pryvrt.notify.messages import Change
+from pryvrt.notify.messages import INVALIDATING, Change
 
 log = logging.getLogger(__name__)
 
 # Called with (user_id, changes) for each published batch of changes of a subscribed user.
 Listener = Callable[[str, Sequence[Change]], Awaitable[None]]
+# Called with a user id whose cached credentials/channels are stale (None: everyone's).
+InvalidationHandler = Callable[[str | None], None]
+
+
+def invalidates(changes: Iterable[Change]) -> bool:
+    return any(change.kind in INVALIDATING for change in changes)
 
 
 class Bus(Protocol):
@@ -29,6 +35,14 @@ class Bus(Protocol):
 
     def set_listener(self, listener: Listener) -> None: ...
 
+    def set_invalidation_handler(self, handler: InvalidationHandler) -> None:
+        """Called for every change published by another worker that makes caches stale, and
+        with ``None`` when some may have been missed. (The publishing worker invalidates its
+        own cache itself, before answering.)"""
+
+    def invalidations_live(self) -> bool:
+        """Whether invalidations published elsewhere reach this worker right now."""
+
 
 class LocalBus:
     """Single-process bus: publish calls the listener directly for subscribed users."""
@@ -45,6 +59,12 @@ class LocalBus:
 
     def set_listener(self, listener: Listener) -> None:
         self._listener = listener
+
+    def set_invalidation_handler(self, handler: InvalidationHandler) -> None:
+        return None  # one process: there is no other worker to hear from
+
+    def invalidations_live(self) -> bool:
+        return True
 
     async def subscribe(self, user_id: str) -> None:
         self._subscriptions[user_id] = self._subscriptions.get(user_id, 0) + 1

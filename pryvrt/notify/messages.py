@@ -15,11 +15,16 @@ ACCESS_REVOKED = "accessRevoked"
 RESYNC = "resync"
 
 
+# Changes after which cached credentials and channels of the user are stale.
+INVALIDATING = frozenset({CHANNELS_CHANGED, ACCESS_REVOKED})
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One change of a user's data. Wire format: ``[kind, subject]``.
 
-    ``subject`` is the channel id for folder/event changes, ``None`` for channelsChanged,
+    ``subject`` is the channel id for channel/folder/event changes (sockets that cannot see
+    the channel are not told; the id itself is never sent to clients for channelsChanged),
     and the revoked credential for accessRevoked (never sent to clients, never logged).
     """
 

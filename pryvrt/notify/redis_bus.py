@@ -12,6 +12,9 @@ message per committed write, see ``Change.to_wire``).
   messages are dropped and logged; delivery is at most once.
 - The reader task reconnects with backoff, re-subscribes every current user, then tells
   the listener (``RESYNC`` per user) that messages may have been lost meanwhile.
+- Cache invalidations (a user's credentials or channels changed) go to every worker on
+  the control channel, message = the user id. While the pub/sub connection is down
+  ``invalidations_live()`` is false, and on reconnection every cache is dropped.
 """
 
 from __future__ import annotations
@@ -29,15 +32,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from pryvrt.notify.bus import Listener
+from pryvrt.notify.bus import InvalidationHandler, Listener, invalidates
 from pryvrt.notify.messages import RESYNC, Change
 
 log = logging.getLogger(__name__)
 
 PREFIX = "pryvrt:u:"
-# Subscribed for the life of the reader, so its connection exists (and is watched) even
-# while this worker holds no socket. Nothing is published on it.
+# Every worker's reader subscribes to it for its whole life (so its connection exists, and
+# is watched, even while the worker holds no socket); it carries cache invalidations.
 CONTROL_CHANNEL = "pryvrt:control"
+CONTROL_CHANNEL_BYTES = CONTROL_CHANNEL.encode()
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
@@ -64,6 +68,7 @@ class RedisBus:
         self._client: redis.Redis | None = None  # publishing
         self._sub_client: redis.Redis | None = None  # the pub/sub connection
         self._listener: Listener | None = None
+        self._invalidate: InvalidationHandler | None = None
         self._subscriptions: dict[str, int] = {}
         self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
         self._lock = asyncio.Lock()  # orders SUBSCRIBE/UNSUBSCRIBE with re-subscription
@@ -109,14 +114,25 @@ class RedisBus:
     def set_listener(self, listener: Listener) -> None:
         self._listener = listener
 
+    def set_invalidation_handler(self, handler: InvalidationHandler) -> None:
+        self._invalidate = handler
+
+    def invalidations_live(self) -> bool:
+        return self._pubsub is not None
+
     # -- publishing -------------------------------------------------------------------------
 
     async def publish(self, user_id: str, changes: Sequence[Change]) -> None:
         if not changes:
             return
         payload = orjson.dumps([change.to_wire() for change in changes])
+        self._enqueue(user_channel(user_id), payload)
+        if invalidates(changes):
+            self._enqueue(CONTROL_CHANNEL, user_id.encode())
+
+    def _enqueue(self, channel: str, payload: bytes) -> None:
         try:
-            self._queue.put_nowait((user_channel(user_id), payload))
+            self._queue.put_nowait((channel, payload))
         except asyncio.QueueFull:
             self._drop(1)
 
@@ -201,6 +217,8 @@ class RedisBus:
                 await self._connect()
                 if lost:
                     log.warning("redis pub/sub reconnected")
+                    if self._invalidate is not None:
+                        self._invalidate(None)
                     await self._resync()
                 backoff = 0.0
                 await self._read()
@@ -246,6 +264,10 @@ class RedisBus:
             await self._dispatch(message["channel"], message["data"])
 
     async def _dispatch(self, channel: bytes, data: bytes) -> None:
+        if channel == CONTROL_CHANNEL_BYTES:
+            if self._invalidate is not None:
+                self._invalidate(data.decode())
+            return
         user_id = channel.decode()[len(PREFIX) :]
         if self._listener is None or user_id not in self._subscriptions:
             return

@@ -19,6 +19,7 @@ from pryvrt.storage.database import transaction
 from pryvrt.storage.events import EventsStore
 from pryvrt.storage.folders import FoldersStore
 from pryvrt.storage.periods import PeriodsStore
+from pryvrt.storage.pool import Pool
 from pryvrt.storage.sessions import SessionsStore
 from pryvrt.storage.tokens import TokensStore
 from pryvrt.storage.users import UsersStore
@@ -27,7 +28,7 @@ from pryvrt.storage.users import UsersStore
 class Storage:
     """The database, seen as one store per resource (usable once ``attach``ed to a pool)."""
 
-    pool: asyncpg.Pool
+    pool: Pool
     users: UsersStore
     sessions: SessionsStore
     tokens: TokensStore
@@ -38,7 +39,7 @@ class Storage:
     events: EventsStore
     periods: PeriodsStore
 
-    def attach(self, pool: asyncpg.Pool) -> None:
+    def attach(self, pool: Pool) -> None:
         self.pool = pool
         self.users = UsersStore(pool)
         self.sessions = SessionsStore(pool)

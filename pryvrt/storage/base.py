@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 
+from pryvrt.storage.pool import Pool
+
 # A pool or a connection: both have fetch/fetchrow/fetchval/execute.
 Executor = Any
 
@@ -31,5 +33,5 @@ def conflict_field(exc: asyncpg.UniqueViolationError) -> str:
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool

@@ -13,6 +13,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from pryvrt.storage.pool import Pool
+
 log = logging.getLogger(__name__)
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
@@ -59,33 +61,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _reset_connection(conn: asyncpg.Connection) -> None:
-    """Cheap reset on release: roll back a transaction left open (a cancelled request).
-
-    asyncpg's default reset runs ``RESET ALL; UNLISTEN *; ...``, one more round trip per
-    query. pryvrt never changes session state outside transactions (no SET, LISTEN,
-    session advisory locks or cursors), so only an open transaction needs undoing.
-    """
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
-
-
-async def create_pool(dsn: str, *, size: int = 10, query_timeout: float = 10.0) -> asyncpg.Pool:
-    """A pool whose jsonb columns map to Python objects through orjson."""
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=1,
-        max_size=size,
-        init=_init_connection,
-        reset=_reset_connection,
-        command_timeout=query_timeout,
-        timeout=query_timeout,
-    )
-    assert pool is not None
+async def create_pool(dsn: str, *, size: int = 10, query_timeout: float = 10.0) -> Pool:
+    """Connections whose jsonb columns map to Python objects through orjson. Every wait is
+    bounded by ``query_timeout``: connecting, waiting for a free connection, each command."""
+    pool = Pool(dsn, size=size, timeout=query_timeout, init=_init_connection)
+    async with pool.acquire():  # fail now, not at the first request, if unreachable
+        pass
     return pool
 
 
-async def apply_schema(pool: asyncpg.Pool) -> None:
+async def apply_schema(pool: Pool) -> None:
     """Apply schema.sql (idempotent) under an advisory lock so concurrent workers agree."""
     sql = SCHEMA_PATH.read_text()
     async with pool.acquire() as conn, conn.transaction():
@@ -100,7 +85,7 @@ async def start_embedded(data_dir: Path) -> EmbeddedPostgres:
 
 
 @asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(pool: Pool) -> AsyncIterator[asyncpg.Connection]:
     """A connection inside a transaction: committed on exit, rolled back on any error."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn

@@ -14,7 +14,9 @@ their sockets. One change is encoded once and sent to every socket that can see 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -37,6 +39,7 @@ from pryvrt.notify.messages import (
     FOLDERS_CHANGED,
     RESYNC,
 )
+from pryvrt.transports import fanout
 
 if TYPE_CHECKING:
     from pryvrt.auth.permissions import Access
@@ -72,8 +75,8 @@ class OrjsonJson:
             return [UNDECODABLE]
 
 
-class Server(socketio.AsyncServer):
-    """python-socketio's server, with one guard on incoming events.
+class Server(fanout.SocketServer):
+    """The Socket.IO server (fanout.SocketServer), with one guard on incoming events.
 
     An event's payload must be a JSON array whose first item is the event name; python-socketio
     indexes it without checking, so ``{}``, ``[]`` or ``[["x"]]`` raised inside the library:
@@ -181,6 +184,7 @@ class SocketTransport:
             logger=False,
             engineio_logger=False,
         )
+        self.fanout = fanout.Fanout(self.sio)
         self.sio.on("connect", self.on_connect, namespace="*")
         self.sio.on("disconnect", self.on_disconnect, namespace="*")
         self.sio.on("*", self.on_call, namespace="*")
@@ -194,7 +198,30 @@ class SocketTransport:
         """Serve ``/socket.io/`` (before the users' catch-all route) and shut down cleanly."""
         self.sio.attach(app, socketio_path="socket.io")
         app[SOCKETIO_KEY] = self
+        app.on_startup.append(self._start_sweeper)
         app.on_shutdown.append(self.shutdown)
+
+    async def _start_sweeper(self, app: web.Application) -> None:
+        self._spawn(self._sweep_sessions())
+
+    async def _sweep_sessions(self) -> None:
+        """Disconnect the sockets whose session expired. Deletions and logouts come through
+        the bus, but an expiry is no write: nothing would announce it to a socket that only
+        listens. Every ``socket_recheck_seconds``, one lookup per session socket."""
+        interval = max(self.services.settings.socket_recheck_seconds, 0.1)
+        storage = self.services.storage
+        while True:
+            await asyncio.sleep(interval)
+            for peer in [p for p in self.peers.values() if p.access.is_session]:
+                try:
+                    row = await storage.tokens.find_credential(
+                        peer.user.id, peer.credential, time.time()
+                    )
+                except Exception as exc:  # the database is down: try again next time
+                    log.warning("session sweep failed: %s", type(exc).__name__)
+                    break
+                if row is None:
+                    await self._disconnect(peer.sid)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -336,14 +363,35 @@ class SocketTransport:
         group = self.by_user.get(user_id)
         if not group:
             return
+        channels_done = False
         for change in changes:
             peers = list(group.values())
             if change.kind == ACCESS_REVOKED:
+                revoked = (change.subject or "").encode()
                 for peer in peers:
-                    if peer.access.secret == change.subject:
-                        await self._disconnect(peer.sid)
+                    # Constant time, like every comparison of a credential.
+                    if hmac.compare_digest(peer.access.secret.encode(), revoked):
+                        # No more notifications, a fresh check on any call, and the
+                        # disconnect in a task: when the socket revoked its own credential
+                        # (admin.logout over Socket.IO), the task runs once this call's ack
+                        # is queued, so the client still gets its answer.
+                        group.pop(peer.sid, None)
+                        peer.checked = -math.inf
+                        self._spawn(self._disconnect(peer.sid))
             elif change.kind == CHANNELS_CHANGED:
-                await self._emit(CHANNELS_CHANGED, None, peers)
+                if channels_done:
+                    continue
+                # Once per publish, to the sockets that can see one of the changed channels
+                # (a change without a channel id reaches everyone).
+                channels_done = True
+                changed = {c.subject for c in changes if c.kind == CHANNELS_CHANGED}
+                visible = [
+                    p
+                    for p in peers
+                    if None in changed
+                    or any(p.access.can_see_channel(c) for c in changed if c is not None)
+                ]
+                await self._emit(CHANNELS_CHANGED, None, visible)
             elif change.kind in (EVENTS_CHANGED, FOLDERS_CHANGED) and change.subject:
                 channel_id = change.subject
                 visible = [p for p in peers if p.access.can_see_channel(channel_id)]
@@ -352,12 +400,12 @@ class SocketTransport:
                 await self._resync(peers)
 
     async def _emit(self, event: str, data: Any, peers: Sequence[Peer]) -> None:
-        """One emit per namespace: python-socketio encodes the packet once for all sids."""
+        """One frame per namespace, written to every socket (see ``fanout``)."""
         by_namespace: dict[str, list[str]] = {}
         for peer in peers:
             by_namespace.setdefault(peer.namespace, []).append(peer.sid)
         for namespace, sids in by_namespace.items():
-            await self.sio.emit(event, data, to=sids, namespace=namespace)
+            await self.fanout.emit(event, data, sids, namespace)
 
     async def _resync(self, peers: Sequence[Peer]) -> None:
         """After the bus may have lost messages: drop revoked sockets, ask the rest to refetch."""
@@ -394,8 +442,11 @@ class SocketTransport:
         """Close every socket before aiohttp waits for open connections (which could hang).
 
         Engine.IO sockets are closed without a Socket.IO disconnect packet, so clients see a
-        transport close and reconnect (to another worker) on their own.
+        transport close and reconnect (to another worker) on their own. Runs once (the
+        graceful stop calls it before draining HTTP requests, aiohttp again on shutdown).
         """
+        if self.closing:
+            return
         self.closing = True
         for task in list(self._tasks):
             task.cancel()
