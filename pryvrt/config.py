@@ -60,6 +60,10 @@ class Settings:
     max_batch_calls: int = 1000
     max_batch_events: int = 100_000
     max_events_limit: int = 10_000
+    # Seconds a request body may take to arrive (JSON: whole body; uploads: between reads).
+    body_timeout: float = 30.0
+    # Sockets one user may hold open on one worker.
+    max_sockets_per_user: int = 100
     login_max_failures: int = 5
     login_block_seconds: float = 300.0
     db_pool_size: int = 10
@@ -98,6 +102,10 @@ class Settings:
             max_batch_calls=_int(env, "PRYVRT_MAX_BATCH_CALLS", cls.max_batch_calls, 1),
             max_batch_events=_int(env, "PRYVRT_MAX_BATCH_EVENTS", cls.max_batch_events, 1),
             max_events_limit=_int(env, "PRYVRT_MAX_EVENTS_LIMIT", cls.max_events_limit, 1),
+            body_timeout=_float(env, "PRYVRT_BODY_TIMEOUT", cls.body_timeout),
+            max_sockets_per_user=_int(
+                env, "PRYVRT_MAX_SOCKETS_PER_USER", cls.max_sockets_per_user, 1
+            ),
             login_max_failures=_int(env, "PRYVRT_LOGIN_MAX_FAILURES", cls.login_max_failures, 1),
             login_block_seconds=_float(env, "PRYVRT_LOGIN_BLOCK_SECONDS", cls.login_block_seconds),
             db_pool_size=_int(env, "PRYVRT_DB_POOL_SIZE", cls.db_pool_size, 1),

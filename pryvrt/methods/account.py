@@ -6,13 +6,13 @@ import hmac
 import time
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, StringConstraints, WithJsonSchema
 
 from pryvrt import errors
 from pryvrt.auth.passwords import DUMMY_HASH, hash_password, verify_password
 from pryvrt.ids import new_id, new_secret
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.params import ItemRef, Name, Params
+from pryvrt.methods.params import ItemRef, Name, Params, raw_max_length
 from pryvrt.methods.registry import USERNAME_PATTERN, Auth, method
 from pryvrt.storage.base import Conflict
 
@@ -53,10 +53,19 @@ def _check_username(value: str) -> str:
     return value
 
 
-Username = Annotated[str, AfterValidator(_check_username)]
+Username = Annotated[
+    str,
+    AfterValidator(_check_username),
+    # Usernames are case-insensitive (lowercased before the check); reserved words aside.
+    WithJsonSchema({"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9-]{3,21}[a-zA-Z0-9]$"}),
+]
 Password = Annotated[str, StringConstraints(min_length=6, max_length=100)]
 Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"),
+    raw_max_length(254),
+    # Surrounding blanks are trimmed before the check: the document says so.
+    WithJsonSchema({"type": "string", "maxLength": 254, "pattern": r"^\s*[^@\s]+@[^@\s]+\s*$"}),
 ]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")]
 

@@ -19,16 +19,20 @@ from pryvrt.methods.context import CallContext
 from pryvrt.methods.folder_tree import FolderTree, check_folder_refs, require_level
 from pryvrt.methods.locking import trashed_folder
 from pryvrt.methods.params import (
+    AnyJson,
     ClientData,
     ItemRef,
     NewItemId,
     Params,
     Tag,
     merge_client_data,
+    raw_max_length,
 )
 from pryvrt.storage.events import Event
 
-TypeName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+TypeName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), raw_max_length(200)
+]
 Description = Annotated[str, StringConstraints(max_length=100_000)]
 # Bounded so that time + duration stays a finite, exact-enough float (±3000 years).
 EventTime = Annotated[float, Field(ge=-1e11, le=1e11, allow_inf_nan=False)]
@@ -39,14 +43,14 @@ class TypedValue(Params):
     """The seed form of a typed value: ``{"type": "class:format", "value": <any JSON>}``."""
 
     type: TypeName
-    value: Any = None
+    value: AnyJson = None
 
 
 class ValueForms(Params):
     """``type`` + ``content``, or ``value: {type, value}``: never both in one call."""
 
     type: TypeName | None = None
-    content: Any = None
+    content: AnyJson = None
     value: TypedValue | None = None
 
     @model_validator(mode="after")

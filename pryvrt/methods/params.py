@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
@@ -56,21 +57,72 @@ def _listify(value: Any) -> Any:
     return value
 
 
+def raw_max_length(limit: int) -> BeforeValidator:
+    """``max_length`` on the value as sent: ``strip_whitespace`` would check it after
+    trimming, so 300 trailing spaces would pass a 255 limit the OpenAPI document states."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": limit},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+# Free-form JSON (clientData, event content) nests at most this deep: deeper values could
+# not be written back out (orjson stops at 255 levels) and nothing legitimate needs more.
+MAX_JSON_DEPTH = 64
+
+
+def check_json_depth(value: Any) -> Any:
+    """Refuse free-form JSON nested deeper than MAX_JSON_DEPTH (scalars cost nothing)."""
+    level = [value]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return value
+    raise PydanticCustomError(
+        "json_too_deep", "JSON nested deeper than {depth} levels", {"depth": MAX_JSON_DEPTH}
+    )
+
+
+AnyJson = Annotated[Any, AfterValidator(check_json_depth)]
+
+
 class Params(BaseModel):
     """Base of every method's parameters: unknown keys are errors, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-NewItemId = Annotated[str, AfterValidator(check_item_id)]
+NewItemId = Annotated[
+    str,
+    AfterValidator(check_item_id),
+    WithJsonSchema({"type": "string", "pattern": ID_PATTERN.pattern}),
+]
 # An id named in a path or body to find an existing item.
 ItemRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    raw_max_length(255),
+]
 Timestamp = Annotated[float, Field(allow_inf_nan=False)]
 State = Literal["default", "trashed", "all"]
-ClientData = dict[str, Any]
+ClientData = Annotated[dict[str, Any], AfterValidator(check_json_depth)]
 StrList = Annotated[list[str], BeforeValidator(_listify)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), raw_max_length(500)
+]
 # Tags: trimmed, non-empty; from a query string too (one value → a list).
 TagList = Annotated[list[Tag], BeforeValidator(_listify)]
 

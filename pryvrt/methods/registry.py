@@ -209,6 +209,11 @@ DB_UNAVAILABLE = (
 )
 
 
+# PostgreSQL text and jsonb cannot hold the NUL character (U+0000): a value carrying it is
+# the client's error, found only when it reaches the database (no per-call scan for it).
+UNSTORABLE_TEXT = (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError)
+
+
 async def _run(ctx: CallContext, method: Method, raw: Any) -> Any:
     if method.user_scoped:
         await resolve_user(ctx)
@@ -236,6 +241,11 @@ async def call(ctx: CallContext, method_id: str, raw: Any, *, publish: bool = Tr
     except asyncio.CancelledError:
         outcome = "cancelled"
         raise
+    except UNSTORABLE_TEXT:
+        outcome = "INVALID_PARAMETERS_FORMAT"
+        raise errors.InvalidParametersFormat(
+            "text cannot contain the NUL character (\\u0000)"
+        ) from None
     except DB_UNAVAILABLE as exc:
         outcome = "SERVICE_UNAVAILABLE"
         log.error(

@@ -7,6 +7,8 @@ username: it comes from the first path segment (``/alice/channels``), from the h
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -18,11 +20,14 @@ from urllib.parse import quote, unquote
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from pryvrt import API_VERSION, __version__, errors
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.methods.results import Download
+from pryvrt.transports import multipart
+from pryvrt.transports.multipart import UnreadableBody, body_timed_out, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,10 @@ class Route:
     body_key: str | None = None
     # Accepts multipart/form-data with files (handled by pryvrt.transports.multipart).
     uploads: bool = False
+    # A multipart body must then start with one JSON part: the params (API.md §6).
+    params_part: bool = False
+    # Answers with a stored file (any content type), not JSON.
+    download: bool = False
 
 
 # Order matters where a literal and a {param} compete for a segment: literal first.
@@ -72,7 +81,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/{channelId}/folders/{id}/move", "folders.move"),
     Route("DELETE", "/{channelId}/folders/{id}", "folders.delete"),
     Route("GET", "/{channelId}/events", "events.get"),
-    Route("POST", "/{channelId}/events", "events.create", 201, uploads=True),
+    Route("POST", "/{channelId}/events", "events.create", 201, uploads=True, params_part=True),
     Route("POST", "/{channelId}/events/start", "events.start", 201),
     Route("POST", "/{channelId}/events/stop", "events.stop"),
     Route("GET", "/{channelId}/events/running", "events.getRunning"),
@@ -80,7 +89,7 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/{channelId}/events/{id}", "events.update"),
     Route("POST", "/{channelId}/events/{id}", "events.addAttachments", uploads=True),
     Route("DELETE", "/{channelId}/events/{id}", "events.delete"),
-    Route("GET", "/{channelId}/events/{id}/{fileName}", "events.getAttachment"),
+    Route("GET", "/{channelId}/events/{id}/{fileName}", "events.getAttachment", download=True),
     Route("DELETE", "/{channelId}/events/{id}/{fileName}", "events.deleteAttachment"),
 )
 
@@ -197,7 +206,8 @@ def query_params(request: web.Request) -> dict[str, Any]:
 JSON_TYPES = ("application/json", "text/json")
 
 
-async def body_params(request: web.Request) -> Any:
+async def body_params(request: web.Request, within: float) -> Any:
+    """The JSON body (None when empty); it must arrive whole within ``within`` seconds."""
     if not request.body_exists:
         return None
     ctype = request.content_type
@@ -209,7 +219,13 @@ async def body_params(request: web.Request) -> Any:
         raise errors.InvalidRequestStructure(
             f"expected a JSON body (Content-Type: application/json), got {ctype!r}"
         )
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(within):
+            raw = await request.read()
+    except TimeoutError:
+        raise body_timed_out(within) from None
+    except web.RequestPayloadError as exc:
+        raise unreadable(exc) from None
     if not raw.strip():
         return None
     try:
@@ -251,11 +267,13 @@ class HttpTransport:
         ctx = self.context(request, username)
         params: dict[str, Any] = query_params(request)
         if route.uploads and request.content_type.startswith("multipart/"):
-            from pryvrt.transports import multipart
-
             body, ctx.uploads = await multipart.open_uploads(request, self.services.settings)
+            if route.params_part and body is None:
+                raise errors.InvalidRequestStructure(
+                    "a multipart body needs one JSON part (the params) before the files"
+                )
         else:
-            body = await body_params(request)
+            body = await body_params(request, self.services.settings.body_timeout)
         if route.body_key is not None:
             if body is not None:
                 params[route.body_key] = body
@@ -331,6 +349,18 @@ async def error_middleware(
         return web.Response(status=200)
     try:
         return await handler(request)
+    except (errors.RequestTimeout, UnreadableBody) as exc:
+        # Answer, then close at once: aiohttp would otherwise keep reading the rest of the
+        # body for up to 10 s ("lingering"), from a client that may never send it or from a
+        # stream that cannot be read.
+        response = error_response(exc)
+        response.force_close()  # says "Connection: close": the client opens a new one
+        with contextlib.suppress(ConnectionError):  # the client may be gone already
+            await response.prepare(request)
+            await response.write_eof()
+        if request.protocol is not None:
+            request.protocol.force_close()
+        return response
     except errors.ApiError as exc:
         return error_response(exc)
     except web.HTTPException as exc:
@@ -339,6 +369,11 @@ async def error_middleware(
         _, cls = _HTTP_ERROR_IDS.get(exc.status, ("", errors.InvalidRequestStructure))
         api_error = cls(exc.reason or "request refused", status=exc.status)
         return error_response(api_error)
+    except HttpProcessingError as exc:
+        # aiohttp's parsers (multipart parts, chunked bodies) reading a malformed body.
+        status = exc.code if 400 <= exc.code < 500 else 400
+        _, cls = _HTTP_ERROR_IDS.get(status, ("", errors.InvalidRequestStructure))
+        return error_response(cls(f"malformed request: {exc.message}", status=status))
     except Exception:
         log.exception("unexpected error", extra={"request_id": request[REQUEST_ID_KEY]})
         return error_response(

@@ -7,30 +7,77 @@ arrive, so the handler must know what they belong to first.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from pryvrt import errors
 from pryvrt.config import Settings
 
 READ_SIZE = 64 * 1024
 MAX_JSON_PART = 1024 * 1024
+# What aiohttp's multipart parser raises on a malformed body (a bad boundary, a part
+# header that is not valid HTTP...): each becomes 400 INVALID_REQUEST_STRUCTURE.
+MALFORMED = (ValueError, AssertionError, HttpProcessingError)
+T = TypeVar("T")
+
+
+class UnreadableBody(errors.ApiError):
+    """The body stream itself broke (a content encoding that does not decode, bad chunked
+    framing): 400, and the HTTP layer closes the connection, which cannot carry more."""
+
+    status = 400
+    id = "INVALID_REQUEST_STRUCTURE"
+
+
+def unreadable(exc: web.RequestPayloadError) -> UnreadableBody:
+    detail = getattr(exc.__cause__, "message", "") or "malformed body"
+    return UnreadableBody(f"the request body could not be read: {detail}")
+
+
+def body_timed_out(timeout: float) -> errors.ApiError:
+    """408 for a body that did not arrive in time (the HTTP layer then closes the connection)."""
+    return errors.RequestTimeout(f"the request body did not arrive within {timeout:g} s")
+
+
+class Reading:
+    """Every read of one multipart body: bounded in time, malformed input mapped to 400.
+
+    The timeout is an idle timeout (time allowed for each read), not one for the whole
+    body: a large file on a slow link may take long, a stalled client may not.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    async def __call__(self, read: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await read
+        except web.RequestPayloadError as exc:
+            raise unreadable(exc) from None
+        except MALFORMED as exc:
+            raise errors.InvalidRequestStructure(f"malformed multipart body: {exc}") from None
+        except TimeoutError:
+            raise body_timed_out(self.timeout) from None
 
 
 class FilePart:
     """One uploaded file, readable once as a stream of bytes."""
 
-    def __init__(self, part: BodyPartReader) -> None:
+    def __init__(self, part: BodyPartReader, reading: Reading) -> None:
         self._part = part
+        self._reading = reading
         self.file_name = part.filename or part.name or "file"
         self.content_type = part.headers.get("Content-Type", "application/octet-stream")
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while True:
-            data = await self._part.read_chunk(READ_SIZE)
+            data = await self._reading(self._part.read_chunk(READ_SIZE))
             if not data:
                 return
             yield data
@@ -39,16 +86,19 @@ class FilePart:
 class Uploads:
     """The file parts of a request, in order; ``files()`` may be iterated once."""
 
-    def __init__(self, reader: MultipartReader, first: BodyPartReader | None) -> None:
+    def __init__(
+        self, reader: MultipartReader, first: BodyPartReader | None, reading: Reading
+    ) -> None:
         self._reader = reader
         self._first = first
+        self._reading = reading
 
     async def files(self) -> AsyncIterator[FilePart]:
         part = self._first
         self._first = None
         while True:
             if part is None:
-                nxt = await self._reader.next()
+                nxt = await self._reading(self._reader.next())
                 if nxt is None:
                     return
                 if not isinstance(nxt, BodyPartReader):
@@ -58,8 +108,8 @@ class Uploads:
                 raise errors.InvalidRequestStructure(
                     "only one JSON part is allowed, and it must come before the files"
                 )
-            yield FilePart(part)
-            await part.release()
+            yield FilePart(part, self._reading)
+            await self._reading(part.release())
             part = None
 
     async def release(self) -> None:
@@ -78,15 +128,16 @@ async def open_uploads(request: web.Request, settings: Settings) -> tuple[Any, U
     """(params from the leading JSON part or None, the file parts)."""
     try:
         reader = await request.multipart()
-        first = await reader.next()
-    except (ValueError, AssertionError) as exc:
+    except MALFORMED as exc:
         raise errors.InvalidRequestStructure(f"malformed multipart body: {exc}") from None
+    reading = Reading(settings.body_timeout)
+    first = await reading(reader.next())
     if first is not None and not isinstance(first, BodyPartReader):
         raise errors.InvalidRequestStructure("nested multipart is not supported")
     params: Any = None
     if first is not None and _is_json(first):
         raw = bytearray()
-        while chunk := await first.read_chunk(READ_SIZE):
+        while chunk := await reading(first.read_chunk(READ_SIZE)):
             raw += chunk
             if len(raw) > MAX_JSON_PART:
                 raise errors.PayloadTooLarge("the JSON part is too large")
@@ -99,4 +150,4 @@ async def open_uploads(request: web.Request, settings: Settings) -> tuple[Any, U
         if not isinstance(params, dict):
             raise errors.InvalidRequestStructure("the JSON part must be an object")
         first = None
-    return params, Uploads(reader, first)
+    return params, Uploads(reader, first, reading)

@@ -96,11 +96,11 @@ def _operation(route: Route, user_route: bool, schemas: dict[str, Any]) -> dict[
             "content": content,
         }
     operation["parameters"] = parameters
+    success: dict[str, Any] = {"application/json": {"schema": {}}}
+    if route.download:
+        success = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     operation["responses"] = {
-        str(route.status): {
-            "description": "success",
-            "content": {"application/json": {"schema": {}}},
-        },
+        str(route.status): {"description": "success", "content": success},
         **_error_responses(method.errors),
     }
     if method.auth is not Auth.NONE:

@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# The event name a packet gets when it is not a Socket.IO event we can read: invalid JSON
+# (see OrjsonJson.loads), or JSON that is not an array starting with a name (see Server).
+UNDECODABLE = "\x00undecodable"
+
+
 class OrjsonJson:
     """python-socketio's JSON hook: a module-like object whose ``dumps`` returns ``str``.
 
@@ -60,7 +65,31 @@ class OrjsonJson:
 
     @staticmethod
     def loads(data: str | bytes, **_: Any) -> Any:
-        return orjson.loads(data)
+        """Invalid JSON (NaN, 1e400, nested over 1024 deep...) becomes an event named
+        UNDECODABLE: python-socketio would otherwise drop the packet and the caller would
+        wait for an ack that never comes. The ack id is parsed before the JSON, so the
+        call still gets its error answer."""
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return [UNDECODABLE]
+
+
+class Server(fanout.SocketServer):
+    """The Socket.IO server (fanout.SocketServer), with one guard on incoming events.
+
+    An event's payload must be a JSON array whose first item is the event name; python-socketio
+    indexes it without checking, so ``{}``, ``[]`` or ``[["x"]]`` raised inside the library:
+    no ack (the caller waits forever) and a traceback in the log per message. Such payloads
+    are handed on as the UNDECODABLE event, which is answered with an error ack.
+    (``_handle_event`` is internal: python-socketio is pinned below 6, and
+    tests/test_malformed_input.py sends these payloads raw.)
+    """
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> Any:
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            data = [UNDECODABLE]
+        return await super()._handle_event(eio_sid, namespace, id, data)
 
 
 @dataclass(eq=False, slots=True)
@@ -103,6 +132,11 @@ def split_command_id(command_id: str) -> tuple[str, str | None]:
 
 def parse_call(event: str, args: tuple[Any, ...]) -> tuple[str, Any]:
     """(method id, raw params) of one emitted event; missing params mean ``{}``."""
+    if event == UNDECODABLE:
+        raise errors.InvalidRequestStructure(
+            "the message must be a JSON array [method, params]: valid JSON, nested at most"
+            " 1024 levels, without NaN or numbers out of range"
+        )
     if event == "command":
         command = args[0] if args else None
         if not isinstance(command, dict) or not isinstance(command.get("id"), str):
@@ -136,7 +170,7 @@ class SocketTransport:
 
     def __init__(self, services: Services, *, websocket_only: bool = False) -> None:
         self.services = services
-        self.sio = fanout.SocketServer(
+        self.sio = Server(
             async_mode="aiohttp",
             namespaces="*",
             json=OrjsonJson,
@@ -227,6 +261,19 @@ class SocketTransport:
         if not self._alive(sid, namespace):
             return False  # the client left while we checked its credential
         assert ctx.user is not None and ctx.credential is not None
+        # Checked after the last await, so concurrent connects cannot all slip under the cap.
+        held = len(self.by_user.get(ctx.user.id, ()))
+        if held >= self.services.settings.max_sockets_per_user:
+            log.warning(
+                "socket refused: too many sockets",
+                extra={"request_id": ctx.request_id, "username": ctx.user.username},
+            )
+            raise refusal(
+                errors.TooManySockets(
+                    f"this user already has {held} open sockets on this server"
+                    f" (PRYVRT_MAX_SOCKETS_PER_USER)"
+                )
+            )
         peer = Peer(
             sid,
             namespace,
