@@ -375,6 +375,7 @@ async def test_large_channel_queries_use_indexes(api: Api, database_url: str) ->
     ):
         plan = await store.events.explain_query(user.id, me.channel, query)
         assert "Seq Scan" not in plan, plan
+        assert "$1" in plan, plan  # the generic plan (plan_cache_mode), the one that runs
 
 
 async def test_events_get_json_built_by_postgresql_matches_the_event_model(api: Api) -> None:

@@ -22,6 +22,15 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 _SCHEMA_LOCK_KEY = 0x70727976
 
 
+# Per connection. asyncpg prepares every statement; for a prepared statement PostgreSQL
+# plans again at each execution ("custom plan") unless it trusts its generic plan, and it
+# did not trust it for events.get: 0.13 ms of planning for 0.06 ms of execution, half the
+# database's time per read (BENCHMARKS.md). pryvrt's statements are shaped so that the
+# parameters never change the best plan (equality on the key, index ranges, LIMIT), and
+# tests/test_events.py checks the plans of the events queries stay on their indexes.
+SERVER_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server from the ``pgserver`` package, kept in ``data_dir``.
 
@@ -64,7 +73,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 async def create_pool(dsn: str, *, size: int = 10, query_timeout: float = 10.0) -> Pool:
     """Connections whose jsonb columns map to Python objects through orjson. Every wait is
     bounded by ``query_timeout``: connecting, waiting for a free connection, each command."""
-    pool = Pool(dsn, size=size, timeout=query_timeout, init=_init_connection)
+    pool = Pool(
+        dsn,
+        size=size,
+        timeout=query_timeout,
+        init=_init_connection,
+        server_settings=SERVER_SETTINGS,
+    )
     async with pool.acquire():  # fail now, not at the first request, if unreachable
         pass
     return pool

@@ -49,8 +49,17 @@ _STATE_UNKNOWN = (
 class Pool:
     """Connections lent one borrow at a time; see the module docstring."""
 
-    def __init__(self, dsn: str, *, size: int, timeout: float, init: Init | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        size: int,
+        timeout: float,
+        init: Init | None = None,
+        server_settings: dict[str, str] | None = None,
+    ) -> None:
         self._dsn = dsn
+        self._server_settings = server_settings
         self._size = size
         self._timeout = timeout
         self._init = init
@@ -120,7 +129,10 @@ class Pool:
         self._opening += 1
         try:
             conn = await asyncpg.connect(
-                self._dsn, timeout=self._timeout, command_timeout=self._timeout
+                self._dsn,
+                timeout=self._timeout,
+                command_timeout=self._timeout,
+                server_settings=self._server_settings,
             )
             try:
                 if self._init is not None:

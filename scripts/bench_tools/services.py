@@ -161,6 +161,8 @@ def start_pryvrt(database_url: str, workers: int = 1, redis_url: str | None = No
         "PRYVRT_LOG_LEVEL": "WARNING",
         "PRYVRT_MAX_BODY_SIZE": str(64 * 1024 * 1024),
         "PRYVRT_DB_POOL_SIZE": "20",
+        # One bench user holds up to 10 000 sockets (fan-out, idle scenarios).
+        "PRYVRT_MAX_SOCKETS_PER_USER": "20000",
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
