@@ -26,6 +26,7 @@ from pryvrt.auth.permissions import Access, Level, parse_permissions
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.params import ChannelParams
 from pryvrt.notify.bus import invalidates
+from pryvrt.storage.pool import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -198,15 +199,7 @@ async def load_channel(ctx: CallContext, channel_id: str, level: Level) -> None:
     ctx.channel = channel
 
 
-DB_UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.CannotConnectNowError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
+DB_UNAVAILABLE = UNAVAILABLE  # storage.pool: unreachable, frozen or restarting
 
 
 # PostgreSQL text and jsonb cannot hold the NUL character (U+0000): a value carrying it is

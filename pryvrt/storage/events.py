@@ -11,6 +11,8 @@ import asyncpg
 import orjson
 
 from pryvrt.storage.base import Conflict, Executor, Store, conflict_field
+from pryvrt.storage.group_commit import GroupCommit
+from pryvrt.storage.pool import Pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +211,41 @@ def select_events(user_id: str, channel_id: str, q: EventQuery) -> list[Any]:
     return [sql, *args]
 
 
+# Columns sent as JSON text in array form (tags is a text[] column, rebuilt from JSON
+# because PostgreSQL arrays cannot be ragged).
+JSON_COLUMN_INDEXES = tuple(
+    COLUMNS.index(name) for name in ("value", "tags", "client_data", "attachments")
+)
+LIVE_INSERT_MANY = (
+    "WITH input AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[],"
+    " $5::float8[], $6::bool[], $7::float8[], $8::text[], $9::text[], $10::text[],"
+    " $11::text[], $12::text[], $13::text[], $14::text[], $15::bool[], $16::float8[])"
+    " AS t(ord, user_id, channel_id, id, time, is_period, duration, folder_id, type, value,"
+    " tags, description, client_data, attachments, trashed, modified)),"
+    " channel AS (SELECT user_id, id, trashed FROM channels"
+    " WHERE (user_id, id) IN (SELECT user_id, channel_id FROM input) FOR SHARE),"
+    f" inserted AS (INSERT INTO events ({', '.join(COLUMNS)})"
+    " SELECT i.user_id, i.channel_id, i.id, i.time, i.is_period, i.duration, i.folder_id,"
+    " i.type, i.value::jsonb, ARRAY(SELECT jsonb_array_elements_text(i.tags::jsonb)),"
+    " i.description, i.client_data::jsonb, i.attachments::jsonb, i.trashed, i.modified"
+    " FROM input i JOIN channel c ON c.user_id = i.user_id AND c.id = i.channel_id"
+    " WHERE NOT c.trashed RETURNING user_id, channel_id, id)"
+    " SELECT CASE WHEN n.id IS NOT NULL THEN 'inserted' WHEN c.id IS NOT NULL THEN 'trashed'"
+    " ELSE 'unknown' END FROM input i"
+    " LEFT JOIN inserted n ON n.user_id = i.user_id AND n.channel_id = i.channel_id"
+    " AND n.id = i.id"
+    " LEFT JOIN channel c ON c.user_id = i.user_id AND c.id = i.channel_id"
+    " ORDER BY i.ord"
+)
+
+
 class EventsStore(Store):
+    def __init__(self, pool: Pool) -> None:
+        super().__init__(pool)
+        self._live_inserts: GroupCommit[tuple[str, Event], str] = GroupCommit(
+            self._insert_many_live, self._insert_one_live
+        )
+
     async def get(
         self,
         user_id: str,
@@ -281,7 +317,12 @@ class EventsStore(Store):
         also checks it: ``"inserted"``, else ``"trashed"`` or ``"unknown"`` (nothing written).
 
         For writes that need no other check inside the transaction (a mark with no folder):
-        one round trip instead of BEGIN, lock, INSERT, COMMIT."""
+        one round trip instead of BEGIN, lock, INSERT, COMMIT; and concurrent ones share
+        their statement and commit (``group_commit``)."""
+        return await self._live_inserts.submit((user_id, event))
+
+    async def _insert_one_live(self, item: tuple[str, Event]) -> str:
+        user_id, event = item
         placeholders = ", ".join(f"${i}" for i in range(3, len(COLUMNS) + 1))
         try:
             state = await self.pool.fetchval(
@@ -297,6 +338,18 @@ class EventsStore(Store):
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
         return str(state)
+
+    async def _insert_many_live(self, items: Sequence[tuple[str, Event]]) -> list[str]:
+        """``_insert_one_live`` for many events (of any users and channels) in one statement:
+        the rows travel as arrays, one per column (JSON columns as text)."""
+        columns: list[list[Any]] = [[] for _ in COLUMNS]
+        for user_id, event in items:
+            for column, value in zip(columns, _record(user_id, event), strict=True):
+                column.append(value)
+        for index in JSON_COLUMN_INDEXES:
+            columns[index] = [_json_text(v) for v in columns[index]]
+        states = await self.pool.fetch(LIVE_INSERT_MANY, list(range(len(items))), *columns)
+        return [str(row[0]) for row in states]
 
     async def insert_many(
         self, conn: asyncpg.Connection, user_id: str, channel_id: str, events: Sequence[Event]

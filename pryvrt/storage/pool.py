@@ -35,6 +35,17 @@ class PoolClosed(asyncpg.InterfaceError):
     """The pool was closed (the server is shutting down)."""
 
 
+# The database is unreachable, frozen or restarting: the caller answers 503 and may retry.
+UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
 # After these, a command may still be in flight on the connection, or the link is broken.
 _STATE_UNKNOWN = (
     asyncio.CancelledError,
