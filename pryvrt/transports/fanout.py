@@ -8,7 +8,8 @@ ack takes the same short cut (``SocketServer._send_packet``): no queue, no write
 
 How: engine.io's aiohttp websocket driver is swapped for a subclass that turns compression
 off (small JSON frames gain nothing from deflate) and records, per engine.io session, the
-aiohttp ``WebSocketResponse`` its handler runs on. A packet goes the direct way only to a
+aiohttp ``WebSocketResponse`` its handler runs on and its transport; a frame is built once
+(RFC 6455 header + payload) and handed to each transport's ``write``. A packet goes the direct way only to a
 socket that is fully on websocket (not polling, not upgrading, not closing) and whose
 engine.io queue is empty, so it cannot overtake a packet engine.io still holds; every other
 socket gets the stock path. python-engineio has no public hook for this: the driver is set
@@ -17,7 +18,9 @@ on ``AsyncServer._async`` (pinned engine.io 4.x; tests use real python and JS cl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import engineio
@@ -26,10 +29,32 @@ import socketio
 from aiohttp import web
 from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
 
+# Writes beyond this many bytes waiting in a socket's buffer (a slow reader) go the stock
+# way, through engine.io's queue, instead of growing the buffer.
+MAX_BUFFERED = 256 * 1024
 
-def install(sio: socketio.AsyncServer) -> dict[str, web.WebSocketResponse]:
+
+@dataclass(frozen=True, slots=True)
+class Websocket:
+    sid: str  # engine.io's
+    response: web.WebSocketResponse
+    transport: asyncio.Transport
+
+
+def text_frame(text: str) -> bytes:
+    """A whole server-to-client websocket text frame (RFC 6455: FIN, opcode 1, no mask)."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+
+
+def install(sio: socketio.AsyncServer) -> dict[str, Websocket]:
     """Swap ``sio``'s websocket driver; return the live map engine.io sid → websocket."""
-    sockets: dict[str, web.WebSocketResponse] = {}
+    sockets: dict[str, Websocket] = {}
 
     class RecordedWebSocket(EngineIoWebSocket):
         async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
@@ -41,13 +66,16 @@ def install(sio: socketio.AsyncServer) -> dict[str, web.WebSocketResponse]:
             self.environ = environ
             eio_socket = getattr(self.handler, "__self__", None)
             eio_sid = getattr(eio_socket, "sid", None)
-            if isinstance(eio_sid, str):
-                sockets[eio_sid] = self._sock
+            transport = request.transport
+            recorded = None
+            # (uvloop's transports are not asyncio.Transport subclasses: no isinstance here)
+            if isinstance(eio_sid, str) and transport is not None:
+                recorded = sockets[eio_sid] = Websocket(eio_sid, self._sock, transport)
             try:
                 await self.handler(self)
             finally:
-                if isinstance(eio_sid, str) and sockets.get(eio_sid) is self._sock:
-                    del sockets[eio_sid]
+                if recorded is not None and sockets.get(recorded.sid) is recorded:
+                    del sockets[recorded.sid]
             return self._sock
 
     eio: engineio.AsyncServer = sio.eio
@@ -62,13 +90,16 @@ class SocketServer(socketio.AsyncServer):
         super().__init__(**options)
         self.websockets = install(self)
 
-    def direct(self, eio_sid: str) -> web.WebSocketResponse | None:
-        """The websocket to write to now, if nothing engine.io holds could be overtaken."""
+    def direct(self, eio_sid: str) -> asyncio.Transport | None:
+        """The transport to write a whole frame to now, if nothing engine.io or aiohttp
+        holds could be overtaken and the reader keeps up."""
         ws = self.websockets.get(eio_sid)
         socket = self.eio.sockets.get(eio_sid)
         if (
             ws is None
-            or ws.closed
+            or ws.response.closed
+            or ws.transport.is_closing()
+            or ws.transport.get_write_buffer_size() > MAX_BUFFERED
             or socket is None
             or not socket.upgraded
             or socket.upgrading
@@ -77,17 +108,14 @@ class SocketServer(socketio.AsyncServer):
             or not socket.queue.empty()
         ):
             return None
-        return ws
+        return ws.transport
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
-        ws = self.direct(eio_sid)
-        if ws is not None:
+        transport = self.direct(eio_sid)
+        if transport is not None:
             encoded = pkt.encode()
             if isinstance(encoded, str):  # (a list: binary attachments, the stock way)
-                try:
-                    await ws.send_str("4" + encoded)  # Engine.IO MESSAGE
-                except (ConnectionError, RuntimeError):
-                    pass  # closing under us: its disconnect is on the way
+                transport.write(text_frame("4" + encoded))  # Engine.IO MESSAGE
                 return
         await super()._send_packet(eio_sid, pkt)
 
@@ -98,7 +126,7 @@ class Fanout:
     def __init__(self, sio: SocketServer) -> None:
         self.sio = sio
 
-    def _direct(self, sid: str, namespace: str) -> web.WebSocketResponse | None:
+    def _direct(self, sid: str, namespace: str) -> asyncio.Transport | None:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
         return None if eio_sid is None else self.sio.direct(eio_sid)
 
@@ -108,16 +136,13 @@ class Fanout:
         # as python-socketio writes it (no data: a one-element array).
         args = [event] if data is None else [event, data]
         ns = "" if namespace == "/" else namespace + ","
-        frame = "42" + ns + orjson.dumps(args).decode()
+        frame = text_frame("42" + ns + orjson.dumps(args).decode())
         queued = []
         for sid in sids:
-            ws = self._direct(sid, namespace)
-            if ws is None:
+            transport = self._direct(sid, namespace)
+            if transport is None:
                 queued.append(sid)
-                continue
-            try:
-                await ws.send_str(frame)
-            except (ConnectionError, RuntimeError):
-                pass  # closing under us: its disconnect is on the way
+            else:
+                transport.write(frame)
         if queued:
             await self.sio.emit(event, data, to=queued, namespace=namespace)

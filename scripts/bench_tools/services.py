@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -111,11 +112,13 @@ class Server:
     def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        # The server's log goes to a file (a pipe nobody reads would block it once full).
+        self.log = tempfile.NamedTemporaryFile(prefix="pryvrt-bench-", suffix=".log", delete=not os.environ.get("KEEP_LOG"))
         self.proc = subprocess.Popen(
             argv,
             env={**os.environ, **(env or {})},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
         self.peak_rss = 0
         self._stop = threading.Event()
@@ -152,6 +155,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.log.close()
 
 
 def start_pryvrt(database_url: str, workers: int = 1, redis_url: str | None = None) -> Server:
