@@ -146,5 +146,38 @@ CREATE INDEX IF NOT EXISTS events_running_time ON events (user_id, channel_id, t
     WHERE is_period AND duration IS NULL;
 DROP INDEX IF EXISTS events_running;
 
-INSERT INTO schema_version (singleton, version) VALUES (true, 2)
-    ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 2);
+-- Version 3: each event keeps its API JSON (Event.to_api, written in SQL), so events.get
+-- answers with string_agg over stored text: PostgreSQL renders an event once per write
+-- instead of once per read. The trigger keeps it right on every INSERT and UPDATE path
+-- (create, batch COPY, updates, period stops, folder moves and merges, attachments).
+ALTER TABLE events ADD COLUMN IF NOT EXISTS json text;
+CREATE OR REPLACE FUNCTION events_render_json() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.json := '{"id":' || to_json(NEW.id) || ',"channelId":' || to_json(NEW.channel_id)
+        || ',"time":' || to_json(NEW.time)
+        || CASE WHEN NEW.is_period
+                THEN ',"duration":' || coalesce(to_json(NEW.duration)::text, 'null')
+                ELSE '' END
+        || ',"folderId":' || coalesce(to_json(NEW.folder_id)::text, 'null')
+        || CASE WHEN NEW.type IS NULL THEN ''
+                ELSE ',"type":' || to_json(NEW.type) || ',"value":{"type":' || to_json(NEW.type)
+                     || ',"value":' || coalesce(NEW.value::text, 'null') || '}' END
+        || ',"tags":' || to_json(NEW.tags)
+        || CASE WHEN NEW.description IS NULL THEN ''
+                ELSE ',"description":' || to_json(NEW.description) END
+        || ',"attachments":' || NEW.attachments::text
+        || ',"clientData":' || NEW.client_data::text
+        || ',"trashed":' || NEW.trashed::text || ',"modified":' || to_json(NEW.modified) || '}';
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS events_json ON events;
+CREATE TRIGGER events_json BEFORE INSERT OR UPDATE ON events
+    FOR EACH ROW EXECUTE FUNCTION events_render_json();
+DO $$ BEGIN
+    IF (SELECT version FROM schema_version) < 3 THEN
+        UPDATE events SET json = NULL;  -- the trigger renders every stored event once
+    END IF;
+END $$;
+
+INSERT INTO schema_version (singleton, version) VALUES (true, 3)
+    ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 3);

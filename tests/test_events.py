@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from pryvrt.notify.messages import EVENTS_CHANGED
+from pryvrt.storage.database import apply_schema
 from pryvrt.storage.events import EventQuery
 from pryvrt.transports.http import SERVICES_KEY
 from tests.activity import Owner, owner, record_changes
@@ -379,8 +380,9 @@ async def test_large_channel_queries_use_indexes(api: Api, database_url: str) ->
 
 
 async def test_events_get_json_built_by_postgresql_matches_the_event_model(api: Api) -> None:
-    """events.get's reply is built in SQL (storage.events.EVENT_JSON); it must say exactly
-    what ``Event.to_api`` says for every shape of event."""
+    """events.get's reply joins the JSON each event got at its last write (the
+    events_render_json trigger, schema.sql); it must say exactly what ``Event.to_api``
+    says for every shape of event, after every kind of write."""
     me = await owner(api)
     folder = await me.folder("f")
     shapes: list[dict[str, Any]] = [
@@ -409,3 +411,43 @@ async def test_events_get_json_built_by_postgresql_matches_the_event_model(api: 
     ]
     assert len(from_sql) == len(shapes) + 2
     assert from_sql == from_model
+    # Updates, a stop, a folder merged away: the stored JSON follows every write path.
+    marked = (await me.event(tags=["x"], folderId=folder)).body["id"]
+    reply = await api.put(
+        me.path(f"/events/{marked}"),
+        {"description": "now described", "tags": ["y", "z"], "clientData": {"k": 1}},
+        auth=me.session,
+    )
+    assert reply.status == 200, reply
+    assert (await me.stop(id=running.body["id"])).status == 200
+    reply = await api.delete(
+        me.path(f"/folders/{folder}?mergeEventsWithParent=true"), auth=me.session
+    )
+    assert reply.status == 200, reply
+    reply = await api.delete(
+        me.path(f"/folders/{folder}?mergeEventsWithParent=true"), auth=me.session
+    )
+    assert reply.status == 200, reply
+    from_sql = await me.all_events()
+    events = await services.storage.events.query(user.id, me.channel, query)
+    assert from_sql == [e.to_api() for e in events]
+    assert any(e["id"] == marked and e.get("description") == "now described" for e in from_sql)
+    assert all(e["folderId"] is None for e in from_sql)
+
+
+async def test_events_stored_before_version_3_get_their_json_at_start(api: Api) -> None:
+    """Schema version 3 added the stored JSON: applying the schema to a version-2 database
+    renders every existing event once."""
+    me = await owner(api)
+    for i in range(3):
+        assert (await me.event(time=100.0 + i, tags=[str(i)])).status == 201
+    pool = api.client.app[SERVICES_KEY].storage.pool
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE events DISABLE TRIGGER events_json")
+        await conn.execute("UPDATE events SET json = NULL")
+        await conn.execute("ALTER TABLE events ENABLE TRIGGER events_json")
+        await conn.execute("UPDATE schema_version SET version = 2")
+    await apply_schema(pool)
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE json IS NULL") == 0
+    assert await pool.fetchval("SELECT version FROM schema_version") == 3
+    assert [e["tags"] for e in await me.all_events()] == [["0"], ["1"], ["2"]]

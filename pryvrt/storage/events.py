@@ -144,23 +144,6 @@ def _record(user_id: str, e: Event) -> tuple[Any, ...]:
     )
 
 
-# ``Event.to_api`` written in SQL, for a row ``e`` of events: PostgreSQL builds the reply's
-# JSON and the worker passes it through (``EventsStore.query_json``). Same keys, same order,
-# same rules for the optional ones; floats print shortest-exact on both sides.
-EVENT_JSON = """'{"id":' || to_json(e.id) || ',"channelId":' || to_json(e.channel_id)
- || ',"time":' || to_json(e.time)
- || CASE WHEN e.is_period THEN ',"duration":' || coalesce(to_json(e.duration)::text, 'null')
-    ELSE '' END
- || ',"folderId":' || coalesce(to_json(e.folder_id)::text, 'null')
- || CASE WHEN e.type IS NULL THEN '' ELSE ',"type":' || to_json(e.type)
-    || ',"value":{"type":' || to_json(e.type) || ',"value":' || coalesce(e.value::text, 'null')
-    || '}' END
- || ',"tags":' || to_json(e.tags)
- || CASE WHEN e.description IS NULL THEN '' ELSE ',"description":' || to_json(e.description) END
- || ',"attachments":' || e.attachments::text || ',"clientData":' || e.client_data::text
- || ',"trashed":' || e.trashed::text || ',"modified":' || to_json(e.modified) || '}'"""
-
-
 def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
@@ -270,12 +253,13 @@ class EventsStore(Store):
         return [event_from_row(r) for r in rows]
 
     async def query_json(self, user_id: str, channel_id: str, q: EventQuery) -> bytes:
-        """``query``'s events as the API's JSON array, built by PostgreSQL: a large reply
-        costs the worker one text value instead of decoding and re-encoding every row."""
+        """``query``'s events as the API's JSON array, joined by PostgreSQL from each
+        event's stored JSON (rendered at write time by the ``events_render_json`` trigger,
+        schema.sql): a large reply costs one text value, no decoding nor re-encoding."""
         sql, *args = select_events(user_id, channel_id, q)
         order = "ASC" if q.ascending else "DESC"
         text = await self.pool.fetchval(
-            f"SELECT coalesce('[' || string_agg({EVENT_JSON}, ','"
+            "SELECT coalesce('[' || string_agg(e.json, ','"
             f" ORDER BY e.time {order}, e.id {order}) || ']', '[]') FROM ({sql}) AS e",
             *args,
         )
