@@ -146,10 +146,10 @@ CREATE INDEX IF NOT EXISTS events_running_time ON events (user_id, channel_id, t
     WHERE is_period AND duration IS NULL;
 DROP INDEX IF EXISTS events_running;
 
--- Version 3: each event keeps its API JSON (Event.to_api, written in SQL), so events.get
--- answers with string_agg over stored text: PostgreSQL renders an event once per write
--- instead of once per read. The trigger keeps it right on every INSERT and UPDATE path
--- (create, batch COPY, updates, period stops, folder moves and merges, attachments).
+-- Version 3: each event keeps its API JSON (Event.to_api), so events.get answers with
+-- string_agg over stored text: an event is rendered once per write instead of once per
+-- read. The trigger keeps it right on every UPDATE path (updates, period stops, folder
+-- moves and merges, attachments) and for inserts that do not bring it.
 ALTER TABLE events ADD COLUMN IF NOT EXISTS json text;
 CREATE OR REPLACE FUNCTION events_render_json() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -170,9 +170,14 @@ BEGIN
         || ',"trashed":' || NEW.trashed::text || ',"modified":' || to_json(NEW.modified) || '}';
     RETURN NEW;
 END $$;
+-- pryvrt's inserts bring the JSON (rendered in Python, from the same model); the trigger
+-- fills it for any other insert, and renders it again on every update.
 DROP TRIGGER IF EXISTS events_json ON events;
-CREATE TRIGGER events_json BEFORE INSERT OR UPDATE ON events
+CREATE TRIGGER events_json BEFORE UPDATE ON events
     FOR EACH ROW EXECUTE FUNCTION events_render_json();
+DROP TRIGGER IF EXISTS events_json_insert ON events;
+CREATE TRIGGER events_json_insert BEFORE INSERT ON events
+    FOR EACH ROW WHEN (NEW.json IS NULL) EXECUTE FUNCTION events_render_json();
 DO $$ BEGIN
     IF (SELECT version FROM schema_version) < 3 THEN
         UPDATE events SET json = NULL;  -- the trigger renders every stored event once

@@ -411,6 +411,9 @@ async def test_events_get_json_built_by_postgresql_matches_the_event_model(api: 
     ]
     assert len(from_sql) == len(shapes) + 2
     assert from_sql == from_model
+    # The same events rendered by the SQL trigger (as on every UPDATE) say the same.
+    await services.storage.pool.execute("UPDATE events SET json = NULL WHERE user_id = $1", user.id)
+    assert await me.all_events() == from_model
     # Updates, a stop, a folder merged away: the stored JSON follows every write path.
     marked = (await me.event(tags=["x"], folderId=folder)).body["id"]
     reply = await api.put(

@@ -104,7 +104,9 @@ class EventQuery:
 
 
 STATE_FILTERS = {"default": " AND NOT trashed", "trashed": " AND trashed", "all": ""}
-# Every column but the generated end_time, in insert order.
+# Every column but the generated end_time, in insert order. ``json`` is the event's API
+# form (``Event.to_api``), stored so that reads join text; on UPDATE a trigger renders it
+# again in SQL (schema.sql, ``events_render_json``).
 COLUMNS = (
     "user_id",
     "channel_id",
@@ -121,6 +123,7 @@ COLUMNS = (
     "attachments",
     "trashed",
     "modified",
+    "json",
 )
 
 
@@ -141,6 +144,7 @@ def _record(user_id: str, e: Event) -> tuple[Any, ...]:
         e.attachments,
         e.trashed,
         e.modified,
+        orjson.dumps(e.to_api()).decode(),
     )
 
 
@@ -202,16 +206,17 @@ JSON_COLUMN_INDEXES = tuple(
 LIVE_INSERT_MANY = (
     "WITH input AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[],"
     " $5::float8[], $6::bool[], $7::float8[], $8::text[], $9::text[], $10::text[],"
-    " $11::text[], $12::text[], $13::text[], $14::text[], $15::bool[], $16::float8[])"
+    " $11::text[], $12::text[], $13::text[], $14::text[], $15::bool[], $16::float8[],"
+    " $17::text[])"
     " AS t(ord, user_id, channel_id, id, time, is_period, duration, folder_id, type, value,"
-    " tags, description, client_data, attachments, trashed, modified)),"
+    " tags, description, client_data, attachments, trashed, modified, json)),"
     " channel AS (SELECT user_id, id, trashed FROM channels"
     " WHERE (user_id, id) IN (SELECT user_id, channel_id FROM input) FOR SHARE),"
     f" inserted AS (INSERT INTO events ({', '.join(COLUMNS)})"
     " SELECT i.user_id, i.channel_id, i.id, i.time, i.is_period, i.duration, i.folder_id,"
     " i.type, i.value::jsonb, ARRAY(SELECT jsonb_array_elements_text(i.tags::jsonb)),"
-    " i.description, i.client_data::jsonb, i.attachments::jsonb, i.trashed, i.modified"
-    " FROM input i JOIN channel c ON c.user_id = i.user_id AND c.id = i.channel_id"
+    " i.description, i.client_data::jsonb, i.attachments::jsonb, i.trashed, i.modified,"
+    " i.json FROM input i JOIN channel c ON c.user_id = i.user_id AND c.id = i.channel_id"
     " WHERE NOT c.trashed RETURNING user_id, channel_id, id)"
     " SELECT CASE WHEN n.id IS NOT NULL THEN 'inserted' WHEN c.id IS NOT NULL THEN 'trashed'"
     " ELSE 'unknown' END FROM input i"
@@ -290,7 +295,7 @@ class EventsStore(Store):
         try:
             await conn.execute(
                 f"INSERT INTO events ({', '.join(COLUMNS)})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                f" VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})",
                 *_record(user_id, event),
             )
         except asyncpg.UniqueViolationError as exc:
@@ -343,7 +348,7 @@ class EventsStore(Store):
         await conn.execute(
             "CREATE TEMPORARY TABLE events_in (id text, time float8, is_period bool,"
             " duration float8, folder_id text, type text, value text, tags text[],"
-            " description text, client_data text, modified float8) ON COMMIT DROP"
+            " description text, client_data text, modified float8, json text) ON COMMIT DROP"
         )
         await conn.copy_records_to_table(
             "events_in",
@@ -360,6 +365,7 @@ class EventsStore(Store):
                     e.description,
                     _json_text(e.client_data),
                     e.modified,
+                    orjson.dumps(e.to_api()).decode(),
                 )
                 for e in events
             ],
@@ -367,9 +373,9 @@ class EventsStore(Store):
         try:
             await conn.execute(
                 "INSERT INTO events (user_id, channel_id, id, time, is_period, duration,"
-                " folder_id, type, value, tags, description, client_data, modified)"
+                " folder_id, type, value, tags, description, client_data, modified, json)"
                 " SELECT $1, $2, id, time, is_period, duration, folder_id, type, value::jsonb,"
-                " tags, description, client_data::jsonb, modified FROM events_in",
+                " tags, description, client_data::jsonb, modified, json FROM events_in",
                 user_id,
                 channel_id,
             )
