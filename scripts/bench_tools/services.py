@@ -9,8 +9,8 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -113,7 +113,9 @@ class Server:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         # The server's log goes to a file (a pipe nobody reads would block it once full).
-        self.log = tempfile.NamedTemporaryFile(prefix="pryvrt-bench-", suffix=".log", delete=not os.environ.get("KEEP_LOG"))
+        self.log = tempfile.NamedTemporaryFile(
+            prefix="pryvrt-bench-", suffix=".log", delete=not os.environ.get("KEEP_LOG")
+        )
         self.proc = subprocess.Popen(
             argv,
             env={**os.environ, **(env or {})},
