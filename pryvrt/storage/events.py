@@ -342,9 +342,11 @@ class EventsStore(Store):
 
     async def insert_many(
         self, conn: asyncpg.Connection, user_id: str, channel_id: str, events: Sequence[Event]
-    ) -> None:
+    ) -> list[bytes]:
         """Bulk insert inside ``conn``'s transaction: COPY into a temporary table, then one
-        INSERT ... SELECT (binary COPY has no jsonb encoder, so JSON travels as text)."""
+        INSERT ... SELECT (binary COPY has no jsonb encoder, so JSON travels as text).
+        Returns each event's API JSON as stored (the caller may answer with it)."""
+        rendered = [orjson.dumps(e.to_api()) for e in events]
         await conn.execute(
             "CREATE TEMPORARY TABLE events_in (id text, time float8, is_period bool,"
             " duration float8, folder_id text, type text, value text, tags text[],"
@@ -365,9 +367,9 @@ class EventsStore(Store):
                     e.description,
                     _json_text(e.client_data),
                     e.modified,
-                    orjson.dumps(e.to_api()).decode(),
+                    json.decode(),
                 )
-                for e in events
+                for e, json in zip(events, rendered, strict=True)
             ],
         )
         try:
@@ -381,6 +383,7 @@ class EventsStore(Store):
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
+        return rendered
 
     async def existing_ids(
         self, conn: Executor, user_id: str, channel_id: str, ids: Sequence[str]
