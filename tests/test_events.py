@@ -454,3 +454,12 @@ async def test_events_stored_before_version_3_get_their_json_at_start(api: Api) 
     assert await pool.fetchval("SELECT count(*) FROM events WHERE json IS NULL") == 0
     assert await pool.fetchval("SELECT version FROM schema_version") == 3
     assert [e["tags"] for e in await me.all_events()] == [["0"], ["1"], ["2"]]
+
+
+async def test_content_without_a_type_is_a_parameter_error(api: Api) -> None:
+    me = await owner(api)
+    for body in ({"content": 5}, {"type": None, "content": 5}):
+        reply = await me.event(**body)
+        assert (reply.status, reply.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT"), reply
+        assert "content" in reply.body["data"]
+    assert await me.all_events() == []

@@ -152,3 +152,15 @@ async def test_ten_thousand_events_are_ingested_in_one_call(api: Api) -> None:
     assert len(reply.body["addedEvents"]) == 10_000
     reply = await me.events("?limit=1&fromTime=0&toTime=1e9")
     assert reply.body[0]["time"] == 10_000.0
+
+
+async def test_content_without_a_type_is_refused_naming_the_event_and_stores_nothing(
+    api: Api,
+) -> None:
+    me = await owner(api)
+    events = [{"clientId": "fine", "time": 10.0}, {"clientId": "bad", "time": 11.0, "content": 5}]
+    reply = await upload(me, events)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT")
+    assert reply.body["data"]["clientId"] == "bad"
+    assert "content" in reply.body["data"]
+    assert await me.all_events() == []

@@ -86,20 +86,20 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
         events: list[Event] = []
         periods: list[NewPeriod] = []
         for item in p.events:
+            is_period = "duration" in item.model_fields_set
             try:
                 check_target_folder(access, channel.id, tree, item.folderId)
+                event = new_event(
+                    item,
+                    item.id or new_id(),
+                    channel.id,
+                    at=now if item.time is None else item.time,
+                    is_period=is_period,
+                    duration=item.duration,
+                    now=now,
+                )
             except errors.ApiError as exc:
                 raise about(exc, item.clientId) from None
-            is_period = "duration" in item.model_fields_set
-            event = new_event(
-                item,
-                item.id or new_id(),
-                channel.id,
-                at=now if item.time is None else item.time,
-                is_period=is_period,
-                duration=item.duration,
-                now=now,
-            )
             check_time(item, event, now)
             events.append(event)
             if is_period:

@@ -80,6 +80,8 @@ MAX_JSON_DEPTH = 64
 
 def check_json_depth(value: Any) -> Any:
     """Refuse free-form JSON nested deeper than MAX_JSON_DEPTH (scalars cost nothing)."""
+    if not value or not isinstance(value, dict | list):
+        return value  # a scalar, or an empty container: nothing nested
     level = [value]
     for _ in range(MAX_JSON_DEPTH + 1):
         level = [
