@@ -4,19 +4,21 @@ client for them, and a dedicated PostgreSQL a test may stop and start again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 
-from tests.conftest import free_port
+from tests.conftest import RedisServer, free_port
 
 PRYVRT = (sys.executable, "-m", "pryvrt")
 
@@ -81,6 +83,29 @@ class Worker:
                 self.process.wait()
 
 
+@contextlib.contextmanager
+def running(*workers: Worker) -> Iterator[tuple[Worker, ...]]:
+    """The workers, ready; stopped on exit whatever happened."""
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+@contextlib.contextmanager
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis for one test module alone (its tests stop, kill or freeze it)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def worker_env(database_url: str, redis_url: str | None, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WEB_CONCURRENCY")}
     env.update(DATABASE_URL=database_url, PRYVRT_DATA_DIR=str(data_dir), PRYVRT_LOG_LEVEL="WARNING")
@@ -121,6 +146,14 @@ class Http:
         status, body = await self.call("POST", f"/{username}/channels", fields, auth)
         assert status == 201, body
         return str(body["id"])
+
+
+async def user_with_channel(base_url: str) -> tuple[str, str, str]:
+    """A new user on that server, logged in, with one channel: (username, session, channel)."""
+    async with aiohttp.ClientSession() as session:
+        http = Http(session, base_url)
+        username, auth = await http.user()
+        return username, auth, await http.channel(username, auth)
 
 
 class Postgres:

@@ -82,24 +82,28 @@ async def test_a_later_call_of_the_same_batch_sees_an_earlier_calls_channel_chan
     assert reply.body[2]["error"]["id"] == "UNKNOWN_CHANNEL"
 
 
-async def test_a_token_deleted_behind_the_servers_back_works_at_most_the_cache_lifetime(
-    make_api: Any,
-) -> None:
-    api = await make_api(cache_seconds=0.3)
+async def delete_a_warm_token_behind_the_servers_back(
+    make_api: Any, cache_seconds: float
+) -> tuple[Api, str, str]:
+    """A token the server has just checked (cached, unless the cache is off), then deleted
+    in SQL, as if its revocation had been lost: (api, username, token)."""
+    api = await make_api(cache_seconds=cache_seconds)
     username, session = await api.user()
     token = await api.personal_token(username, session)
     await warm(api, f"/{username}/channels", token)
     storage = api.client.app[SERVICES_KEY].storage
     await storage.pool.execute("DELETE FROM tokens WHERE id = $1", token)
+    return api, username, token
+
+
+async def test_a_token_deleted_behind_the_servers_back_works_at_most_the_cache_lifetime(
+    make_api: Any,
+) -> None:
+    api, username, token = await delete_a_warm_token_behind_the_servers_back(make_api, 0.3)
     await asyncio.sleep(0.35)
     assert (await api.get(f"/{username}/channels", auth=token)).status == 401
 
 
 async def test_with_the_cache_off_every_call_reads_the_database(make_api: Any) -> None:
-    api = await make_api(cache_seconds=0)
-    username, session = await api.user()
-    token = await api.personal_token(username, session)
-    await warm(api, f"/{username}/channels", token)
-    storage = api.client.app[SERVICES_KEY].storage
-    await storage.pool.execute("DELETE FROM tokens WHERE id = $1", token)
+    api, username, token = await delete_a_warm_token_behind_the_servers_back(make_api, 0)
     assert (await api.get(f"/{username}/channels", auth=token)).status == 401

@@ -16,7 +16,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.processes import Http, Worker, worker_env
+from tests.processes import Http, Worker, running, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -50,14 +50,8 @@ def pair(
 ) -> Iterator[tuple[Worker, Worker]]:
     logs = Path(tmp_path_factory.mktemp("logs"))
     env = worker_env(database_url, redis_url, Path(tmp_path_factory.mktemp("workers")))
-    workers = (Worker(env, logs), Worker(env, logs))
-    try:
-        for worker in workers:
-            worker.wait_ready()
-        yield workers
-    finally:
-        for worker in workers:
-            worker.stop()
+    with running(Worker(env, logs), Worker(env, logs)) as (first, second):
+        yield first, second
 
 
 class Race:

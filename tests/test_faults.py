@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests.conftest import RedisServer
-from tests.processes import Http, Postgres, Worker, worker_env
+from tests.processes import Http, Postgres, Worker, own_redis, user_with_channel, worker_env
 from tests.sockets import Socket, connect, refusal
 
 pytestmark = pytest.mark.slow
@@ -147,10 +147,7 @@ async def test_sigterm_under_write_load_finishes_in_flight_writes_and_loses_no_a
         worker = Worker(env, logs, f"--workers={workers}")
     try:
         await asyncio.to_thread(worker.wait_ready)
-        async with aiohttp.ClientSession() as session:
-            http = Http(session, worker.url)
-            username, auth = await http.user()
-            channel = await http.channel(username, auth)
+        username, auth, channel = await user_with_channel(worker.url)
         path = f"/{username}/{channel}/events"
         outcomes = Outcomes()
         stop = asyncio.Event()
@@ -236,10 +233,8 @@ async def test_sigterm_under_write_load_finishes_in_flight_writes_and_loses_no_a
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     """This module's own Redis: a test kills it and starts it again."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
+    with own_redis() as server:
+        yield server
 
 
 async def test_redis_killed_under_load_writes_keep_succeeding_and_sockets_resume(
@@ -251,10 +246,7 @@ async def test_redis_killed_under_load_writes_keep_succeeding_and_sockets_resume
         for worker in (first, second):
             await asyncio.to_thread(worker.wait_ready)
         pids = (first.process.pid, second.process.pid)
-        async with aiohttp.ClientSession() as session:
-            http = Http(session, first.url)
-            username, auth = await http.user()
-            channel = await http.channel(username, auth)
+        username, auth, channel = await user_with_channel(first.url)
         path = f"/{username}/{channel}/events"
         outcomes = Outcomes()
         stop = asyncio.Event()

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import RedisServer, free_port
-from tests.processes import Http, Worker, worker_env
+from tests.processes import Http, Worker, own_redis, running, worker_env
 from tests.sockets import connect
 
 pytestmark = pytest.mark.slow
@@ -25,10 +25,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     """This module's own Redis: a test stops and restarts it."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
+    with own_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +42,8 @@ def logs(tmp_path_factory: Any) -> Path:
 @pytest.fixture(scope="module")
 def pair(env: dict[str, str], logs: Path) -> Iterator[tuple[Worker, Worker]]:
     """Two workers on different ports, sharing the module's database and Redis."""
-    workers = (Worker(env, logs), Worker(env, logs))
-    try:
-        for worker in workers:
-            worker.wait_ready()
-        yield workers
-    finally:
-        for worker in workers:
-            worker.stop()
+    with running(Worker(env, logs), Worker(env, logs)) as (first, second):
+        yield first, second
 
 
 async def test_a_write_on_one_worker_reaches_a_socket_on_another(

@@ -26,13 +26,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from pryvrt.storage.channels import Channel
     from pryvrt.storage.tokens import CredentialRow
 
 MAX_USERS = 10_000
+V = TypeVar("V")
 
 
 @dataclass(slots=True)
@@ -62,12 +63,7 @@ class AccessCache:
 
     def credential(self, user_id: str, credential: str) -> CredentialRow | None:
         entries = self._users.get(user_id)
-        if entries is None or not self.enabled:
-            return None
-        hit = entries.credentials.get(credential)
-        if hit is None or hit[1] < time.monotonic():
-            return None
-        return hit[0]
+        return None if entries is None else self._fresh(entries.credentials.get(credential))
 
     def put_credential(
         self, user_id: str, credential: str, row: CredentialRow, generation: int
@@ -78,10 +74,11 @@ class AccessCache:
 
     def channel(self, user_id: str, channel_id: str) -> Channel | None:
         entries = self._users.get(user_id)
-        if entries is None or not self.enabled:
-            return None
-        hit = entries.channels.get(channel_id)
-        if hit is None or hit[1] < time.monotonic():
+        return None if entries is None else self._fresh(entries.channels.get(channel_id))
+
+    def _fresh(self, hit: tuple[V, float] | None) -> V | None:
+        """The cached value, unless missing, expired, or the cache cannot be trusted now."""
+        if hit is None or hit[1] < time.monotonic() or not self.enabled:
             return None
         return hit[0]
 
