@@ -463,3 +463,16 @@ async def test_content_without_a_type_is_a_parameter_error(api: Api) -> None:
         assert (reply.status, reply.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT"), reply
         assert "content" in reply.body["data"]
     assert await me.all_events() == []
+
+
+async def test_the_two_value_forms_cannot_be_mixed(api: Api) -> None:
+    me = await owner(api)
+    mixed = {"value": {"type": "note:txt", "value": "a"}, "type": "mass/kg", "content": 1}
+    reply = await me.event(**mixed)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT"), reply
+    assert "value" in reply.body["data"]
+    created = (await me.event(type="mass/kg", content=1)).body["id"]
+    reply = await api.put(me.path(f"/events/{created}"), mixed, auth=me.session)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT"), reply
+    [event] = await me.all_events()
+    assert event["value"] == {"type": "mass/kg", "value": 1}

@@ -164,3 +164,15 @@ async def test_content_without_a_type_is_refused_naming_the_event_and_stores_not
     assert reply.body["data"]["clientId"] == "bad"
     assert "content" in reply.body["data"]
     assert await me.all_events() == []
+
+
+async def test_mixed_value_forms_in_a_batch_are_refused_naming_the_event(api: Api) -> None:
+    me = await owner(api)
+    events = [
+        {"clientId": "ok", "time": 10.0},
+        {"clientId": "mixed", "time": 11.0, "value": {"type": "a:b", "value": 1}, "type": "c/d"},
+    ]
+    reply = await upload(me, events)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT")
+    assert reply.body["data"]["clientId"] == "mixed"
+    assert await me.all_events() == []
