@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pryvrt.transports.http import SERVICES_KEY
 from tests.conftest import Api, AppFactory
 from tests.sockets import Socket, connect, refusal
 from tests.test_permission_matrix import (
@@ -164,6 +165,22 @@ async def test_a_socket_whose_session_expires_is_disconnected_without_any_call(
         await expiring.wait_disconnected(within=5)
         assert not lasting.disconnected.is_set()
     assert (await refusal(url(api), username, session))["data"]["id"] == "INVALID_TOKEN"
+
+
+async def test_a_session_slid_later_elsewhere_keeps_its_socket(make_api: AppFactory) -> None:
+    """The sweep rereads a session past the expiry it last saw: use elsewhere (another
+    worker, say) may have slid it later."""
+    api = await make_api(session_ttl=1.0, socket_recheck_seconds=0.2)
+    username, session = await api.user()
+    async with connect(url(api), username, session) as sock:
+        storage = api.client.app[SERVICES_KEY].storage
+        await storage.pool.execute(
+            "UPDATE sessions SET expires = expires + 60 WHERE id = $1", session
+        )
+        await asyncio.sleep(2.0)  # twice the lifetime the socket saw at connect
+        assert not sock.disconnected.is_set()
+        error, _ = await sock.call("channels.get")
+        assert error is None
 
 
 async def test_changing_the_password_disconnects_the_other_sessions_sockets(api: Api) -> None:

@@ -78,6 +78,8 @@ class Access:
     secret: str
     name: str
     permissions: tuple[ChannelPermission, ...] = ()
+    # A session's expiry as last read (sliding: it only moves later); None for tokens.
+    expires: float | None = None
 
     @property
     def is_full(self) -> bool:

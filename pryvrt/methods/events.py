@@ -129,11 +129,10 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.F
 
 
 @method("events.getRunning", ChannelParams, channel_level=Level.READ)
-async def get_running(ctx: CallContext, p: ChannelParams) -> list[dict[str, Any]]:
+async def get_running(ctx: CallContext, p: ChannelParams) -> orjson.Fragment:
     """The running periods the credential can read, latest first."""
     query = replace(await scope_query(ctx, None), running_only=True)
-    events = await ctx.storage.events.query(ctx.user_id, p.channelId, query)
-    return [e.to_api() for e in events]
+    return orjson.Fragment(await ctx.storage.events.query_json(ctx.user_id, p.channelId, query))
 
 
 class CreateParams(EventFields, ChannelParams):

@@ -172,7 +172,7 @@ async def authenticate(ctx: CallContext) -> Access:
             await ctx.storage.sessions.touch(ctx.user_id, row.id, now + ttl)
             row = replace(row, expires=now + ttl)
             cache.put_credential(ctx.user_id, ctx.credential, row, generation)
-    ctx.access = Access(row.kind, row.id, row.name, parse_permissions(row.permissions))
+    ctx.access = Access(row.kind, row.id, row.name, parse_permissions(row.permissions), row.expires)
     return ctx.access
 
 

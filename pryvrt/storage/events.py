@@ -259,8 +259,8 @@ class EventsStore(Store):
 
     async def query_json(self, user_id: str, channel_id: str, q: EventQuery) -> bytes:
         """``query``'s events as the API's JSON array, joined by PostgreSQL from each
-        event's stored JSON (rendered at write time by the ``events_render_json`` trigger,
-        schema.sql): a large reply costs one text value, no decoding nor re-encoding."""
+        event's stored JSON (``json`` column, rendered at every write): a large reply costs
+        one text value, no decoding nor re-encoding."""
         sql, *args = select_events(user_id, channel_id, q)
         order = "ASC" if q.ascending else "DESC"
         text = await self.pool.fetchval(

@@ -119,19 +119,8 @@ class SocketServer(socketio.AsyncServer):
                 return
         await super()._send_packet(eio_sid, pkt)
 
-
-class Fanout:
-    """Sends one event to many Socket.IO sids of one namespace, each frame built once."""
-
-    def __init__(self, sio: SocketServer) -> None:
-        self.sio = sio
-
-    def _direct(self, sid: str, namespace: str) -> asyncio.Transport | None:
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
-        return None if eio_sid is None else self.sio.direct(eio_sid)
-
-    async def emit(self, event: str, data: Any, sids: Iterable[str], namespace: str) -> None:
-        """Like ``sio.emit(event, data, to=sids, namespace=namespace)``, encoded once."""
+    async def emit_once(self, event: str, data: Any, sids: Iterable[str], namespace: str) -> None:
+        """Like ``emit(event, data, to=sids, namespace=namespace)``, the frame built once."""
         # Engine.IO MESSAGE (4) + Socket.IO EVENT (2) + namespace + the [event, data] array,
         # as python-socketio writes it (no data: a one-element array).
         args = [event] if data is None else [event, data]
@@ -139,10 +128,11 @@ class Fanout:
         frame = text_frame("42" + ns + orjson.dumps(args).decode())
         queued = []
         for sid in sids:
-            transport = self._direct(sid, namespace)
+            eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+            transport = None if eio_sid is None else self.direct(eio_sid)
             if transport is None:
                 queued.append(sid)
             else:
                 transport.write(frame)
         if queued:
-            await self.sio.emit(event, data, to=queued, namespace=namespace)
+            await self.emit(event, data, to=queued, namespace=namespace)

@@ -20,7 +20,7 @@ import math
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -184,7 +184,6 @@ class SocketTransport:
             logger=False,
             engineio_logger=False,
         )
-        self.fanout = fanout.Fanout(self.sio)
         self.sio.on("connect", self.on_connect, namespace="*")
         self.sio.on("disconnect", self.on_disconnect, namespace="*")
         self.sio.on("*", self.on_call, namespace="*")
@@ -207,21 +206,28 @@ class SocketTransport:
     async def _sweep_sessions(self) -> None:
         """Disconnect the sockets whose session expired. Deletions and logouts come through
         the bus, but an expiry is no write: nothing would announce it to a socket that only
-        listens. Every ``socket_recheck_seconds``, one lookup per session socket."""
+        listens. Every ``socket_recheck_seconds``, the sessions past the expiry last read
+        are read again (use elsewhere may have slid it later): most sweeps read nothing."""
         interval = max(self.services.settings.socket_recheck_seconds, 0.1)
         storage = self.services.storage
         while True:
             await asyncio.sleep(interval)
-            for peer in [p for p in self.peers.values() if p.access.is_session]:
+            now = time.time()
+            due = [
+                p
+                for p in self.peers.values()
+                if p.access.expires is not None and p.access.expires <= now
+            ]
+            for peer in due:
                 try:
-                    row = await storage.tokens.find_credential(
-                        peer.user.id, peer.credential, time.time()
-                    )
+                    row = await storage.tokens.find_credential(peer.user.id, peer.credential, now)
                 except Exception as exc:  # the database is down: try again next time
                     log.warning("session sweep failed: %s", type(exc).__name__)
                     break
                 if row is None:
                     await self._disconnect(peer.sid)
+                else:
+                    peer.access = replace(peer.access, expires=row.expires)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -405,7 +411,7 @@ class SocketTransport:
         for peer in peers:
             by_namespace.setdefault(peer.namespace, []).append(peer.sid)
         for namespace, sids in by_namespace.items():
-            await self.fanout.emit(event, data, sids, namespace)
+            await self.sio.emit_once(event, data, sids, namespace)
 
     async def _resync(self, peers: Sequence[Peer]) -> None:
         """After the bus may have lost messages: drop revoked sockets, ask the rest to refetch."""
