@@ -11,6 +11,7 @@ from aiohttp import web
 from pryvrt import methods  # noqa: F401  (registers every method)
 from pryvrt import web as web_dashboard
 from pryvrt.auth.cache import AccessCache
+from pryvrt.auth.secret_key import load_secret_key
 from pryvrt.auth.throttle import LoginThrottle
 from pryvrt.config import Settings
 from pryvrt.methods.context import Services
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
         bus=bus,
         throttle=LoginThrottle(settings.login_max_failures, settings.login_block_seconds),
         cache=cache,
+        secret_key=load_secret_key(settings),
     )
     app[http.SERVICES_KEY] = services
     app.cleanup_ctx.append(database_ctx)

@@ -76,6 +76,9 @@ class Settings:
     cache_seconds: float = 5.0
     # Worker processes sharing the port (``pryvrt serve --workers``); > 1 needs Redis.
     workers: int = 1
+    # Server secret (readToken signatures, dashboard cookie); unset: generated once into
+    # the data directory (see pryvrt.auth.secret_key).
+    secret_key: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -112,6 +115,7 @@ class Settings:
             db_timeout=_float(env, "PRYVRT_DB_TIMEOUT", cls.db_timeout),
             cache_seconds=_float(env, "PRYVRT_CACHE_SECONDS", cls.cache_seconds, allow_zero=True),
             workers=_int(env, "WEB_CONCURRENCY", cls.workers, 1),
+            secret_key=env.get("PRYVRT_SECRET_KEY") or None,
         )
         settings = replace(settings, **overrides) if overrides else settings
         if settings.workers < 1:

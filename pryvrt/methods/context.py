@@ -33,6 +33,8 @@ class Services:
     user_cache: dict[str, User] = field(default_factory=dict)
     # Credentials and channels (off unless the app sets one up with the bus's liveness).
     cache: AccessCache = field(default_factory=lambda: AccessCache(0))
+    # The deployment's server secret (pryvrt.auth.secret_key): readTokens, cookie sessions.
+    secret_key: bytes = b""
 
 
 @dataclass(eq=False)
