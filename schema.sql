@@ -186,3 +186,25 @@ END $$;
 
 INSERT INTO schema_version (singleton, version) VALUES (true, 3)
     ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 3);
+
+-- Version 4: readTokens (API.md §6.4) are signed per reading credential, so each token and
+-- each session gets a public, stable accessId (API.md §12). The volatile default fills
+-- existing rows one by one (ADD COLUMN rewrites the table) and every later insert.
+ALTER TABLE tokens ADD COLUMN IF NOT EXISTS access_id text NOT NULL
+    DEFAULT replace(gen_random_uuid()::text, '-', '');
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_access_id ON tokens (user_id, access_id);
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS access_id text NOT NULL
+    DEFAULT replace(gen_random_uuid()::text, '-', '');
+CREATE UNIQUE INDEX IF NOT EXISTS sessions_access_id ON sessions (user_id, access_id);
+-- Stored attachments no longer carry a readToken (it is computed for each reader).
+DO $$ BEGIN
+    IF (SELECT version FROM schema_version) < 4 THEN
+        UPDATE events SET attachments = (
+            SELECT jsonb_agg(a - 'readToken' ORDER BY n)
+            FROM jsonb_array_elements(attachments) WITH ORDINALITY AS x(a, n))
+        WHERE attachments <> '[]';
+    END IF;
+END $$;
+
+INSERT INTO schema_version (singleton, version) VALUES (true, 4)
+    ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 4);

@@ -79,6 +79,11 @@ class Settings:
     # Server secret (readToken signatures, dashboard cookie); unset: generated once into
     # the data directory (see pryvrt.auth.secret_key).
     secret_key: str | None = None
+    # Uploads one user may send at once to one worker (more: 429 TOO_MANY_REQUESTS).
+    max_uploads_per_user: int = 4
+    # Where uploaded files wait, whole, before they are written to the database (None: the
+    # system's temporary directory). The files have no name there and vanish when closed.
+    upload_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -116,6 +121,10 @@ class Settings:
             cache_seconds=_float(env, "PRYVRT_CACHE_SECONDS", cls.cache_seconds, allow_zero=True),
             workers=_int(env, "WEB_CONCURRENCY", cls.workers, 1),
             secret_key=env.get("PRYVRT_SECRET_KEY") or None,
+            max_uploads_per_user=_int(
+                env, "PRYVRT_MAX_UPLOADS_PER_USER", cls.max_uploads_per_user, 1
+            ),
+            upload_dir=Path(env["PRYVRT_UPLOAD_DIR"]) if env.get("PRYVRT_UPLOAD_DIR") else None,
         )
         settings = replace(settings, **overrides) if overrides else settings
         if settings.workers < 1:

@@ -18,10 +18,13 @@ class ApiError(Exception):
         *,
         id: str | None = None,
         status: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.data = data
+        # Extra HTTP response headers (e.g. Retry-After); other transports ignore them.
+        self.headers = headers or {}
         if id is not None:
             self.id = id
         if status is not None:

@@ -452,7 +452,7 @@ async def test_events_stored_before_version_3_get_their_json_at_start(api: Api) 
         await conn.execute("UPDATE schema_version SET version = 2")
     await apply_schema(pool)
     assert await pool.fetchval("SELECT count(*) FROM events WHERE json IS NULL") == 0
-    assert await pool.fetchval("SELECT version FROM schema_version") == 3
+    assert await pool.fetchval("SELECT version FROM schema_version") >= 3
     assert [e["tags"] for e in await me.all_events()] == [["0"], ["1"], ["2"]]
 
 

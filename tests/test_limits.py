@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from pryvrt.config import ConfigError, Settings
-from pryvrt.methods.attachments import MAX_FILES_PER_REQUEST
+from pryvrt.methods.uploads import MAX_FILES_PER_REQUEST
 from tests.conftest import Api, AppFactory
 from tests.sockets import connect, refusal
 

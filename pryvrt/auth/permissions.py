@@ -80,6 +80,8 @@ class Access:
     permissions: tuple[ChannelPermission, ...] = ()
     # A session's expiry as last read (sliding: it only moves later); None for tokens.
     expires: float | None = None
+    # The credential's public id (API.md §12): what readTokens are bound to.
+    access_id: str = ""
 
     @property
     def is_full(self) -> bool:

@@ -6,65 +6,89 @@ over Socket.IO or in batches. Bytes live in PostgreSQL (see ``storage/attachment
 
 from __future__ import annotations
 
-import hmac
 import time
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from pryvrt import errors
-from pryvrt.auth.permissions import Level
-from pryvrt.ids import new_id, new_secret
+from pryvrt.auth import read_tokens
+from pryvrt.auth.permissions import Access, Level
+from pryvrt.ids import new_id
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.event_fields import event_for_write
-from pryvrt.methods.folder_tree import FolderTree, require_level
+from pryvrt.methods.folder_tree import FolderTree, level_on, require_level
 from pryvrt.methods.params import ChannelParams, ItemRef, Params
-from pryvrt.methods.registry import Auth, authenticate, method
+from pryvrt.methods.registry import Auth, access_of, authenticate, method
 from pryvrt.methods.results import Download
+from pryvrt.methods.uploads import Upload, received_files
 from pryvrt.notify.messages import EVENTS_CHANGED
-from pryvrt.storage.attachments import TooLarge
+from pryvrt.storage.attachments import CHUNK_SIZE
 from pryvrt.storage.events import Event
 
-MAX_FILES_PER_REQUEST = 100
 
+async def store_files(ctx: CallContext, conn: Any, event: Event, files: list[Upload]) -> Event:
+    """Write received files into ``conn``'s transaction; the event with them listed.
 
-async def store_uploads(ctx: CallContext, conn: Any, event: Event) -> Event:
-    """Stream every uploaded file into ``conn``'s transaction; the event with them listed.
-
-    A file over PRYVRT_MAX_ATTACHMENT_SIZE raises 413 and the caller's transaction rolls
-    back: nothing half-written remains.
-    """
+    The files are already whole on local disk (``received_files``): this costs the
+    database time of the bytes only, never the client's sending time."""
     attachments = list(event.attachments)
-    names = {a["fileName"] for a in attachments}
-    limit = ctx.settings.max_attachment_size
-    async for part in ctx.uploads.files():
-        if len(attachments) >= MAX_FILES_PER_REQUEST + len(event.attachments):
-            raise errors.PayloadTooLarge(f"at most {MAX_FILES_PER_REQUEST} files per request")
-        if part.file_name in names:
+    taken = {a["fileName"] for a in attachments}
+    for upload in files:
+        if upload.file_name in taken:
             raise errors.ItemNameAlreadyExists(
-                f"the event already has a file named {part.file_name!r}",
-                {"fileName": part.file_name},
+                f"the event already has a file named {upload.file_name!r}",
+                {"fileName": upload.file_name},
             )
         attachment_id = new_id()
-        try:
-            stored = await ctx.storage.attachments.write(
-                conn, ctx.user_id, event.channel_id, event.id, attachment_id, part.chunks(), limit
-            )
-        except TooLarge:
-            raise errors.PayloadTooLarge(
-                f"{part.file_name!r} is over the {limit}-byte attachment limit", {"limit": limit}
-            ) from None
-        names.add(part.file_name)
+        await ctx.storage.attachments.write(
+            conn,
+            ctx.user_id,
+            event.channel_id,
+            event.id,
+            attachment_id,
+            upload.data.chunks(CHUNK_SIZE),
+        )
         attachments.append(
             {
                 "id": attachment_id,
-                "fileName": part.file_name,
-                "type": part.content_type,
-                "size": stored.size,
-                "integrity": stored.integrity,
-                "readToken": new_secret(),
+                "fileName": upload.file_name,
+                "type": upload.content_type,
+                "size": upload.data.size,
+                "integrity": upload.data.integrity,
             }
         )
     return replace(event, attachments=attachments, modified=time.time())
+
+
+def sign_attachments(ctx: CallContext, event: dict[str, Any]) -> dict[str, Any]:
+    """The event (API form) with a readToken in each attachment, for the calling credential."""
+    access_id = ctx.require_access().access_id
+    for attachment in event.get("attachments") or ():
+        attachment["readToken"] = read_tokens.sign(
+            ctx.services.secret_key,
+            ctx.user_id,
+            event["channelId"],
+            event["id"],
+            attachment["id"],
+            access_id,
+        )
+    return event
+
+
+# Every stored event with files contains this text (its "attachments" key, then an object).
+_HAS_FILES = b'"attachments":[{'
+
+
+def with_read_tokens(ctx: CallContext, events_json: bytes) -> bytes:
+    """A JSON array of events (as stored) with the caller's readTokens added.
+
+    Stored events carry no readToken (each reader gets their own), so replies with files
+    are decoded and encoded again; replies without (the usual case) pass through as is."""
+    if _HAS_FILES not in events_json:
+        return events_json
+    return orjson.dumps([sign_attachments(ctx, e) for e in orjson.loads(events_json)])
 
 
 class AddParams(ChannelParams):
@@ -76,18 +100,26 @@ class AddParams(ChannelParams):
     AddParams,
     channel_level=Level.CONTRIBUTE,
     socket=False,
-    errors=("UNKNOWN_EVENT", "PAYLOAD_TOO_LARGE", "ITEM_NAME_ALREADY_EXISTS", "FORBIDDEN"),
+    errors=(
+        "UNKNOWN_EVENT",
+        "PAYLOAD_TOO_LARGE",
+        "ITEM_NAME_ALREADY_EXISTS",
+        "FORBIDDEN",
+        "TOO_MANY_REQUESTS",
+    ),
 )
 async def add(ctx: CallContext, p: AddParams) -> dict[str, Any]:
     """Add files (multipart, every part a file) to an event; answers the updated event."""
     if ctx.uploads is None:
         raise errors.InvalidRequestStructure("send the files as multipart/form-data")
-    async with ctx.storage.transaction() as conn:
+    # Refuse before receiving anything when the event is not there or not writable.
+    await event_for_write(ctx, ctx.storage.pool, p.channelId, p.id)
+    async with received_files(ctx) as files, ctx.storage.transaction() as conn:
         event = await event_for_write(ctx, conn, p.channelId, p.id)
-        event = await store_uploads(ctx, conn, event)
+        event = await store_files(ctx, conn, event, files)
         await ctx.storage.events.set_attachments(conn, ctx.user_id, event)
     ctx.notify(EVENTS_CHANGED, p.channelId)
-    return event.to_api()
+    return sign_attachments(ctx, event.to_api())
 
 
 class FileParams(Params):
@@ -114,26 +146,10 @@ def find_file(event: Event, file_name: str) -> dict[str, Any]:
 async def get(ctx: CallContext, p: FileParams) -> Download:
     """The file's bytes. ``?readToken=`` (from the attachment) works without a credential,
     so ``<img src=".../photo.jpg?readToken=...">`` displays in a browser."""
-    event = await ctx.storage.events.get(ctx.user_id, p.channelId, p.id)
     if p.readToken is not None and ctx.credential is None:
-        # Any wrong (event, file, token) answers the same: no probing for file names.
-        files = event.attachments if event else []
-        attachment = next((a for a in files if a["fileName"] == p.fileName), None)
-        if attachment is None or not hmac.compare_digest(
-            p.readToken.encode(), str(attachment["readToken"]).encode()
-        ):
-            raise errors.InvalidToken("invalid read token")
+        attachment = await by_read_token(ctx, p, p.readToken)
     else:
-        access = await authenticate(ctx)
-        if await ctx.storage.channels.get(ctx.user_id, p.channelId) is None:
-            raise errors.UnknownChannel(f"unknown channel {p.channelId!r}")
-        if access.best_level_in(p.channelId) is None:  # as for every channel method
-            raise errors.Forbidden("this credential has no read permission here")
-        if event is None:
-            raise errors.UnknownEvent(f"unknown event {p.id!r}")
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, p.channelId))
-        require_level(access, p.channelId, tree, event.folder_id, Level.READ)
-        attachment = find_file(event, p.fileName)
+        attachment = await by_credential(ctx, p)
     chunks = ctx.storage.attachments.read(ctx.user_id, p.channelId, p.id, attachment["id"])
     return Download(
         attachment["fileName"],
@@ -141,6 +157,58 @@ async def get(ctx: CallContext, p: FileParams) -> Download:
         attachment["size"],
         attachment["integrity"],
         chunks,
+    )
+
+
+async def by_credential(ctx: CallContext, p: FileParams) -> dict[str, Any]:
+    """The file, when the call's credential reads its event (in any state)."""
+    access = await authenticate(ctx)
+    if await ctx.storage.channels.get(ctx.user_id, p.channelId) is None:
+        raise errors.UnknownChannel(f"unknown channel {p.channelId!r}")
+    if access.best_level_in(p.channelId) is None:  # as for every channel method
+        raise errors.Forbidden("this credential has no read permission here")
+    event = await ctx.storage.events.get(ctx.user_id, p.channelId, p.id)
+    if event is None:
+        raise errors.UnknownEvent(f"unknown event {p.id!r}")
+    tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, p.channelId))
+    require_level(access, p.channelId, tree, event.folder_id, Level.READ)
+    return find_file(event, p.fileName)
+
+
+async def by_read_token(ctx: CallContext, p: FileParams, read_token: str) -> dict[str, Any]:
+    """The event and file a readToken opens, checked against the database now (see
+    ``pryvrt.auth.read_tokens``). Every refusal is the same 401: no probing for events,
+    file names or credentials."""
+    refused = errors.InvalidToken("invalid or expired read token")
+    event = await ctx.storage.events.get(ctx.user_id, p.channelId, p.id)
+    attachment = (
+        next((a for a in event.attachments if a["fileName"] == p.fileName), None) if event else None
+    )
+    if event is None or attachment is None:
+        raise refused
+    access_id = read_tokens.verify(
+        ctx.services.secret_key, read_token, ctx.user_id, p.channelId, p.id, attachment["id"]
+    )
+    if access_id is None or event.trashed:
+        raise refused
+    row = await ctx.storage.tokens.by_access_id(ctx.user_id, access_id, time.time())
+    if row is None:  # token deleted, session ended
+        raise refused
+    channel = await ctx.storage.channels.get(ctx.user_id, p.channelId)
+    if channel is None or channel.trashed:
+        raise refused
+    tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, p.channelId))
+    if event.folder_id is not None and tree.trashed_in_path(event.folder_id):
+        raise refused
+    if not can_read(access_of(row), p.channelId, tree, event.folder_id):
+        raise refused  # permissions narrowed since
+    return attachment
+
+
+def can_read(access: Access, channel_id: str, tree: FolderTree, folder_id: str | None) -> bool:
+    return (
+        access.can_see_channel(channel_id)
+        and level_on(access, channel_id, tree, folder_id) is not None
     )
 
 

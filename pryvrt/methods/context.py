@@ -35,6 +35,8 @@ class Services:
     cache: AccessCache = field(default_factory=lambda: AccessCache(0))
     # The deployment's server secret (pryvrt.auth.secret_key): readTokens, cookie sessions.
     secret_key: bytes = b""
+    # user id -> uploads being received or stored by this worker (pryvrt.methods.uploads).
+    uploads_in_progress: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

@@ -16,7 +16,7 @@ from pydantic import Field
 from pryvrt import errors
 from pryvrt.auth.permissions import Level
 from pryvrt.ids import new_id
-from pryvrt.methods.attachments import store_uploads
+from pryvrt.methods.attachments import store_files, with_read_tokens
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.event_fields import (
     Description,
@@ -49,6 +49,7 @@ from pryvrt.methods.params import (
 )
 from pryvrt.methods.periods import place_period
 from pryvrt.methods.registry import method
+from pryvrt.methods.uploads import Upload, received_files
 from pryvrt.notify.messages import EVENTS_CHANGED
 from pryvrt.storage.base import Conflict
 from pryvrt.storage.events import Event, EventQuery
@@ -125,14 +126,16 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.F
     if query.folder_ids == [] and not query.no_folder:
         return []
     # Pre-encoded: every transport serialises with orjson, which embeds a Fragment as is.
-    return orjson.Fragment(await ctx.storage.events.query_json(ctx.user_id, p.channelId, query))
+    found = await ctx.storage.events.query_json(ctx.user_id, p.channelId, query)
+    return orjson.Fragment(with_read_tokens(ctx, found))
 
 
 @method("events.getRunning", ChannelParams, channel_level=Level.READ)
 async def get_running(ctx: CallContext, p: ChannelParams) -> orjson.Fragment:
     """The running periods the credential can read, latest first."""
     query = replace(await scope_query(ctx, None), running_only=True)
-    return orjson.Fragment(await ctx.storage.events.query_json(ctx.user_id, p.channelId, query))
+    found = await ctx.storage.events.query_json(ctx.user_id, p.channelId, query)
+    return orjson.Fragment(with_read_tokens(ctx, found))
 
 
 class CreateParams(EventFields, ChannelParams):
@@ -143,9 +146,22 @@ async def record(
     ctx: CallContext, fields: EventFields, *, is_period: bool, duration: float | None
 ) -> dict[str, Any]:
     """Record a new event (under the channel lock; exclusive for periods)."""
-    access = ctx.require_access()
-    if not is_period and fields.folderId is None and ctx.uploads is None:
+    if ctx.uploads is not None:  # multipart events.create: the files first, whole on disk
+        async with received_files(ctx) as files:
+            return await record_locked(ctx, fields, is_period, duration, files)
+    if not is_period and fields.folderId is None:
         return await record_plain_mark(ctx, fields)
+    return await record_locked(ctx, fields, is_period, duration, [])
+
+
+async def record_locked(
+    ctx: CallContext,
+    fields: EventFields,
+    is_period: bool,
+    duration: float | None,
+    files: list[Upload],
+) -> dict[str, Any]:
+    access = ctx.require_access()
     async with ctx.storage.transaction() as conn:
         channel = await lock_channel(ctx, conn, exclusive=is_period)
         # Events with no folder need no tree (no ancestors): one round trip less per mark.
@@ -176,9 +192,9 @@ async def record(
             await ctx.storage.events.insert(conn, ctx.user_id, event)
         except Conflict:
             raise errors.ItemIdAlreadyExists("an event with this id already exists") from None
-        if ctx.uploads is not None:  # multipart events.create: files join the transaction
+        if files:
             await ctx.storage.events.set_attachments(
-                conn, ctx.user_id, await store_uploads(ctx, conn, event)
+                conn, ctx.user_id, await store_files(ctx, conn, event, files)
             )
     ctx.notify(EVENTS_CHANGED, channel.id)
     return {"id": event.id, "stoppedId": stopped} if stopped else {"id": event.id}
@@ -215,7 +231,12 @@ RECORD_ERRORS = (
 )
 
 
-@method("events.create", CreateParams, channel_level=Level.CONTRIBUTE, errors=RECORD_ERRORS)
+@method(
+    "events.create",
+    CreateParams,
+    channel_level=Level.CONTRIBUTE,
+    errors=(*RECORD_ERRORS, "PAYLOAD_TOO_LARGE", "TOO_MANY_REQUESTS"),
+)
 async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
     """Record a mark (no ``duration``) or a finished period; 201 ``{id, stoppedId?}``."""
     if "duration" in p.model_fields_set and p.duration is None:

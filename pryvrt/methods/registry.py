@@ -27,6 +27,7 @@ from pryvrt.methods.context import CallContext
 from pryvrt.methods.params import ChannelParams
 from pryvrt.notify.bus import invalidates
 from pryvrt.storage.pool import UNAVAILABLE
+from pryvrt.storage.tokens import CredentialRow
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,14 @@ async def authenticate(ctx: CallContext) -> Access:
             await ctx.storage.sessions.touch(ctx.user_id, row.id, now + ttl)
             row = replace(row, expires=now + ttl)
             cache.put_credential(ctx.user_id, ctx.credential, row, generation)
-    ctx.access = Access(row.kind, row.id, row.name, parse_permissions(row.permissions), row.expires)
+    ctx.access = access_of(row)
     return ctx.access
+
+
+def access_of(row: CredentialRow) -> Access:
+    return Access(
+        row.kind, row.id, row.name, parse_permissions(row.permissions), row.expires, row.access_id
+    )
 
 
 def check_credential_kind(method: Method, access: Access) -> None:

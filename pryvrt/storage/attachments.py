@@ -2,35 +2,17 @@
 
 Why in the database: any worker can serve any file with no shared filesystem, and a file
 is written in the same transaction as its event, so a failed or oversized upload leaves
-nothing behind. Files are streamed in and out chunk by chunk, never held whole in memory.
+nothing behind. A file comes in from its temporary file once received whole (see
+``pryvrt.methods.uploads``) and goes out chunk by chunk, never held whole in memory.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from pryvrt.storage.base import Executor, Store
 
 CHUNK_SIZE = 256 * 1024
-
-
-class TooLarge(Exception):
-    """The stream went over the size limit (the caller's transaction must roll back)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    size: int
-    integrity: str  # "sha256-<base64 digest>"
-
-
-async def _hash_update(digest: hashlib._Hash, data: bytes) -> None:
-    # Hash off the event loop: a 256 KiB chunk costs ~0.2 ms of CPU.
-    await asyncio.to_thread(digest.update, data)
 
 
 class AttachmentsStore(Store):
@@ -41,43 +23,37 @@ class AttachmentsStore(Store):
         channel_id: str,
         event_id: str,
         attachment_id: str,
-        stream: AsyncIterator[bytes],
-        max_size: int,
-    ) -> StoredFile:
-        """Store a stream in chunks inside ``conn``'s transaction; raise TooLarge past max_size."""
-        digest = hashlib.sha256()
-        size = 0
+        chunks: AsyncIterator[bytes],
+    ) -> None:
+        """Store a file's chunks (each at most CHUNK_SIZE) in ``conn``'s transaction."""
         seq = 0
-        pending = bytearray()
-
-        async def flush(data: bytes) -> None:
-            nonlocal seq
-            await conn.execute(
-                "INSERT INTO attachment_chunks"
-                " (user_id, channel_id, event_id, attachment_id, seq, data)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                user_id,
-                channel_id,
-                event_id,
-                attachment_id,
-                seq,
-                data,
-            )
+        async for data in chunks:
+            await self._insert(conn, user_id, channel_id, event_id, attachment_id, seq, data)
             seq += 1
+        if seq == 0:  # an empty file: one empty chunk says it exists
+            await self._insert(conn, user_id, channel_id, event_id, attachment_id, 0, b"")
 
-        async for piece in stream:
-            size += len(piece)
-            if size > max_size:
-                raise TooLarge()
-            await _hash_update(digest, piece)
-            pending += piece
-            while len(pending) >= CHUNK_SIZE:
-                await flush(bytes(pending[:CHUNK_SIZE]))
-                del pending[:CHUNK_SIZE]
-        if pending or seq == 0:
-            await flush(bytes(pending))
-        integrity = "sha256-" + base64.b64encode(digest.digest()).decode()
-        return StoredFile(size, integrity)
+    async def _insert(
+        self,
+        conn: Executor,
+        user_id: str,
+        channel_id: str,
+        event_id: str,
+        attachment_id: str,
+        seq: int,
+        data: bytes,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO attachment_chunks"
+            " (user_id, channel_id, event_id, attachment_id, seq, data)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            user_id,
+            channel_id,
+            event_id,
+            attachment_id,
+            seq,
+            data,
+        )
 
     async def read(
         self, user_id: str, channel_id: str, event_id: str, attachment_id: str

@@ -18,10 +18,13 @@ class Token:
     permissions: list[dict[str, Any]]
     created: float
     modified: float
+    # Public and stable (API.md §12): names the token where the secret ``id`` must not show.
+    access_id: str
 
     def to_api(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "accessId": self.access_id,
             "name": self.name,
             "type": self.type,
             "permissions": self.permissions,
@@ -39,12 +42,39 @@ class CredentialRow:
     name: str
     permissions: list[dict[str, Any]]
     expires: float | None
+    access_id: str
 
 
 def _token(row: asyncpg.Record) -> Token:
     return Token(
-        row["id"], row["name"], row["type"], row["permissions"], row["created"], row["modified"]
+        row["id"],
+        row["name"],
+        row["type"],
+        row["permissions"],
+        row["created"],
+        row["modified"],
+        row["access_id"],
     )
+
+
+def _credential(row: asyncpg.Record | None) -> CredentialRow | None:
+    if row is None:
+        return None
+    return CredentialRow(
+        row["kind"], row["id"], row["name"], row["permissions"], row["expires"], row["access_id"]
+    )
+
+
+_CREDENTIAL = (
+    "SELECT type AS kind, id, name, permissions, NULL::float8 AS expires, access_id"
+    " FROM tokens WHERE user_id = $1 AND {key} = $2"
+    " UNION ALL"
+    " SELECT 'session', id, coalesce(app_id, ''), '[]'::jsonb, expires, access_id"
+    " FROM sessions WHERE user_id = $1 AND {key} = $2 AND expires > $3"
+    " LIMIT 1"
+)
+_BY_SECRET = _CREDENTIAL.format(key="id")
+_BY_ACCESS_ID = _CREDENTIAL.format(key="access_id")
 
 
 class TokensStore(Store):
@@ -52,22 +82,11 @@ class TokensStore(Store):
         self, user_id: str, credential: str, now: float
     ) -> CredentialRow | None:
         """One round trip: the token with that id, else the live session with that id."""
-        row = await self.pool.fetchrow(
-            "SELECT type AS kind, id, name, permissions, NULL::float8 AS expires"
-            " FROM tokens WHERE user_id = $1 AND id = $2"
-            " UNION ALL"
-            " SELECT 'session', id, coalesce(app_id, ''), '[]'::jsonb, expires"
-            " FROM sessions WHERE user_id = $1 AND id = $2 AND expires > $3"
-            " LIMIT 1",
-            user_id,
-            credential,
-            now,
-        )
-        if row is None:
-            return None
-        return CredentialRow(
-            row["kind"], row["id"], row["name"], row["permissions"], row["expires"]
-        )
+        return _credential(await self.pool.fetchrow(_BY_SECRET, user_id, credential, now))
+
+    async def by_access_id(self, user_id: str, access_id: str, now: float) -> CredentialRow | None:
+        """The token, else the live session, with that public accessId (readTokens)."""
+        return _credential(await self.pool.fetchrow(_BY_ACCESS_ID, user_id, access_id, now))
 
     async def list_all(self, user_id: str, types: tuple[str, ...] | None = None) -> list[Token]:
         if types is None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -27,6 +27,7 @@ from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.methods.results import Download
 from pryvrt.transports import multipart
+from pryvrt.transports.download import stream_download
 from pryvrt.transports.multipart import UnreadableBody, body_timed_out, unreadable
 
 log = logging.getLogger(__name__)
@@ -136,30 +137,12 @@ def error_response(exc: errors.ApiError) -> web.Response:
         body=orjson.dumps(exc.to_dict()),
         status=exc.status,
         content_type="application/json",
+        headers=exc.headers or None,
     )
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-async def stream_download(request: web.Request, download: Download) -> web.StreamResponse:
-    """Stream a stored file; ``inline`` so ``<img src=...?readToken=...>`` displays it."""
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": download.content_type,
-            "Content-Disposition": "inline; filename*=UTF-8''" + quote(download.file_name),
-            "ETag": f'"{download.integrity}"',
-            "Cache-Control": "private, max-age=3600",
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
-    response.content_length = download.size
-    await response.prepare(request)
-    async for chunk in download.chunks:
-        await response.write(chunk)
-    await response.write_eof()
-    return response
 
 
 def credential_of(request: web.Request) -> str | None:

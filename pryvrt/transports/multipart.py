@@ -1,15 +1,23 @@
 """multipart/form-data uploads: at most one JSON part (the params) and file parts.
 
 The JSON part must come before the files (``curl -F 'event=@e.json;type=application/json'
--F 'file=@photo.jpg'`` keeps that order): files are streamed to the database as they
-arrive, so the handler must know what they belong to first.
+-F 'file=@photo.jpg'`` keeps that order), so that the handler knows what the files belong
+to, and may refuse them, before it receives them.
+
+Each file is received whole into a temporary file (``FilePart.receive``) before anything is
+written to the database: a slow client then never holds a database connection or a
+transaction while its bytes trickle in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import tempfile
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import orjson
 from aiohttp import BodyPartReader, MultipartReader, web
@@ -66,8 +74,44 @@ class Reading:
             raise body_timed_out(self.timeout) from None
 
 
+# Bytes gathered before each hop to a thread (hashing and writing the temporary file).
+SPOOL_SIZE = 256 * 1024
+
+
+class TooLarge(Exception):
+    """The file went over the size limit (nothing of it is kept)."""
+
+
+class ReceivedFile:
+    """One uploaded file, whole, in a temporary file with no name on disk: closing it (or
+    the process ending, however it ends) frees the space."""
+
+    def __init__(self, file: IO[bytes], size: int, integrity: str) -> None:
+        self._file = file
+        self.size = size
+        self.integrity = integrity  # "sha256-<base64 digest>"
+
+    async def chunks(self, size: int) -> AsyncIterator[bytes]:
+        """The bytes from the start, in pieces of ``size`` (read in a thread)."""
+        await asyncio.to_thread(self._file.seek, 0)
+        while data := await asyncio.to_thread(self._file.read, size):
+            yield data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _temporary_file(directory: Path | None) -> IO[bytes]:
+    return tempfile.TemporaryFile("w+b", dir=directory)
+
+
+def _absorb(file: IO[bytes], digest: Any, data: bytearray) -> None:
+    digest.update(data)
+    file.write(data)
+
+
 class FilePart:
-    """One uploaded file, readable once as a stream of bytes."""
+    """One uploaded file, as sent, not yet received."""
 
     def __init__(self, part: BodyPartReader, reading: Reading) -> None:
         self._part = part
@@ -75,12 +119,29 @@ class FilePart:
         self.file_name = part.filename or part.name or "file"
         self.content_type = part.headers.get("Content-Type", "application/octet-stream")
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            data = await self._reading(self._part.read_chunk(READ_SIZE))
-            if not data:
-                return
-            yield data
+    async def receive(self, max_size: int, directory: Path | None) -> ReceivedFile:
+        """Read the whole file into a temporary file, hashing it on the way (both in a
+        thread, off the event loop); raise TooLarge past ``max_size`` bytes."""
+        file = await asyncio.to_thread(_temporary_file, directory)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            pending = bytearray()
+            while data := await self._reading(self._part.read_chunk(READ_SIZE)):
+                size += len(data)
+                if size > max_size:
+                    raise TooLarge()
+                pending += data
+                if len(pending) >= SPOOL_SIZE:
+                    full, pending = pending, bytearray()
+                    await asyncio.to_thread(_absorb, file, digest, full)
+            await asyncio.to_thread(_absorb, file, digest, pending)
+            await asyncio.to_thread(file.flush)
+        except BaseException:
+            file.close()
+            raise
+        integrity = "sha256-" + base64.b64encode(digest.digest()).decode()
+        return ReceivedFile(file, size, integrity)
 
 
 class Uploads:
