@@ -893,8 +893,11 @@ async def test_a_read_token_opens_its_own_file_and_nothing_else(env: Env, listin
         Call("events.get", {"channelId": w.a, "state": "all"}, w.username),
         listing.credentials["folder-read"],
     )
-    seen = [a["readToken"] for e in got[1] for a in e["attachments"]]
-    assert seen == [tokens["file-f1"]]
+    seen = {e["id"]: e["attachments"][0]["readToken"] for e in got[1] if e["attachments"]}
+    assert list(seen) == ["file-f1"]
+    # Each reader gets its own readToken (API.md §6.4); both open the file.
+    assert seen["file-f1"] != tokens["file-f1"]
+    assert await download("file-f1", "note.txt", seen["file-f1"]) == (200, b"hello")
 
 
 @in_module_loop

@@ -294,6 +294,9 @@ def test_credentials_come_from_the_secrets_module_and_never_from_random() -> Non
         "secrets.token_urlsafe(32)",
         "secrets.token_hex(8)",
         "secrets.token_bytes(count + 4)",
+        # pryvrt.auth.secret_key: the generated server secret, and a temporary file name.
+        "secrets.token_bytes(32)",
+        "secrets.token_hex(4)",
     }, makers
 
 
