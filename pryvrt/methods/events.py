@@ -161,6 +161,7 @@ async def record_locked(
     duration: float | None,
     files: list[Upload],
 ) -> dict[str, Any]:
+    """``record`` in one transaction, with the files already received (``files``)."""
     access = ctx.require_access()
     async with ctx.storage.transaction() as conn:
         channel = await lock_channel(ctx, conn, exclusive=is_period)
