@@ -43,7 +43,7 @@ RESERVED_USERNAMES = frozenset(
 
 def _check_username(value: str) -> str:
     value = value.lower()
-    if not USERNAME_PATTERN.match(value):
+    if not USERNAME_PATTERN.fullmatch(value):
         raise ValueError(
             "usernames have 5-23 characters among letters, digits and '-',"
             " not starting or ending with '-'"
@@ -236,7 +236,11 @@ async def get_bookmarks(ctx: CallContext, p: NoParams) -> list[dict[str, Any]]:
     return [b.to_api() for b in await ctx.storage.bookmarks.list_all(ctx.user_id)]
 
 
-Url = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^https?://")]
+# pydantic patterns use Rust's regex (``$`` is the end of the text) and search, so anchor both
+# ends; no blank or control character anywhere in the URL.
+Url = Annotated[
+    str, StringConstraints(min_length=1, max_length=2048, pattern=r"^https?://[^\s\x00-\x1f\x7f]+$")
+]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 

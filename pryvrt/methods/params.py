@@ -16,7 +16,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-ID_PATTERN = re.compile(r"^[a-zA-Z0-9._-]{1,100}$")
+# Matched with ``fullmatch``, never ``^...$``: Python's ``$`` also matches before a final
+# newline, which let "null\n" pass (tests/test_names.py keeps ``$`` out of the package).
+ID_PATTERN = re.compile(r"[a-zA-Z0-9._-]{1,100}")
 RESERVED_IDS = frozenset(
     {
         "null",
@@ -41,7 +43,7 @@ RESERVED_IDS = frozenset(
 
 def check_item_id(value: str) -> str:
     """A client-chosen id; a violation is reported as INVALID_ITEM_ID, not a format error."""
-    if not ID_PATTERN.match(value) or value in RESERVED_IDS:
+    if not ID_PATTERN.fullmatch(value) or value in RESERVED_IDS:
         raise PydanticCustomError(
             "invalid_item_id",
             "ids are 1-100 characters among letters, digits, '.', '_' and '-',"
@@ -109,7 +111,7 @@ class Params(BaseModel):
 NewItemId = Annotated[
     str,
     AfterValidator(check_item_id),
-    WithJsonSchema({"type": "string", "pattern": ID_PATTERN.pattern}),
+    WithJsonSchema({"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"}),
 ]
 # An id named in a path or body to find an existing item.
 ItemRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]

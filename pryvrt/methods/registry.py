@@ -102,7 +102,8 @@ def method(
     return register
 
 
-USERNAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{3,21})[a-z0-9]$")
+# Whole-string (``fullmatch``): ``^...$`` with ``match`` let "alice\n" through.
+USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{3,21}[a-z0-9]")
 
 
 def validation_error(exc: ValidationError) -> errors.ApiError:
@@ -139,7 +140,7 @@ async def resolve_user(ctx: CallContext) -> None:
     cache = ctx.services.user_cache
     user = cache.get(username)
     if user is None:
-        if not USERNAME_PATTERN.match(username):
+        if not USERNAME_PATTERN.fullmatch(username):
             raise errors.UnknownUser(f"unknown user {ctx.username!r}")
         user = await ctx.storage.users.by_username(username)
         if user is None:

@@ -97,7 +97,7 @@ ROUTES: tuple[Route, ...] = (
 # Routes outside any user (registered with aiohttp's router directly).
 SERVICE_ROUTES: tuple[Route, ...] = (Route("POST", "/users", "users.create", 201),)
 
-_PARAM = re.compile(r"^\{(\w+)\}$")
+_PARAM = re.compile(r"\{(\w+)\}")
 
 
 class RouteTable:
@@ -111,7 +111,7 @@ class RouteTable:
                 continue  # method not built yet: the route answers 404
             pattern = []
             for part in (p for p in route.path.split("/") if p):
-                m = _PARAM.match(part)
+                m = _PARAM.fullmatch(part)
                 pattern.append((True, m.group(1)) if m else (False, part))
             self._by_length.setdefault(len(pattern), []).append((route, pattern))
 
@@ -284,7 +284,7 @@ class HttpTransport:
                 return json_response(service_info(self.services))
             raise errors.UnknownResource(f"no route {request.method} {request.path}")
         if not segments and request.method == "GET" and self.user_root_view is not None:
-            if not registry.USERNAME_PATTERN.match(username.lower()):
+            if not registry.USERNAME_PATTERN.fullmatch(username.lower()):
                 raise errors.UnknownUser(f"unknown user {username!r}")
             return await self.user_root_view(request, username)
         route, path_params, path_exists = self.table.match(request.method, segments)
