@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from pydantic import Field
 
 from pryvrt import errors
 from pryvrt.auth.permissions import Level
@@ -40,6 +39,7 @@ from pryvrt.methods.locking import lock_channel, refuse_trashed_channel
 from pryvrt.methods.params import (
     ChannelParams,
     ClientData,
+    Count,
     ItemRef,
     State,
     StrList,
@@ -56,7 +56,6 @@ from pryvrt.storage.events import Event, EventQuery
 
 DAY = 24 * 3600.0
 DEFAULT_LIMIT = 20
-Count = Annotated[int, Field(ge=0)]
 
 
 class GetParams(ChannelParams):

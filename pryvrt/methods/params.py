@@ -120,7 +120,15 @@ Name = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
     raw_max_length(255),
 ]
-Timestamp = Annotated[float, Field(allow_inf_nan=False)]
+# A time named in a query (fromTime, modifiedSince...): anything a JavaScript Date holds
+# (±8.64e15 ms); stored times are narrower (event_fields.EventTime).
+QUERY_TIME_LIMIT = 8.64e12
+Timestamp = Annotated[
+    float, Field(ge=-QUERY_TIME_LIMIT, le=QUERY_TIME_LIMIT, allow_inf_nan=False)
+]
+# skip, limit: PostgreSQL's integer range (an OFFSET of 2^63 was a 500).
+MAX_COUNT = 2**31 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 State = Literal["default", "trashed", "all"]
 ClientData = Annotated[dict[str, Any], AfterValidator(check_json_depth)]
 StrList = Annotated[list[str], BeforeValidator(_listify)]

@@ -26,7 +26,7 @@ from pryvrt import API_VERSION, __version__, errors
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.methods.results import Download
-from pryvrt.transports import multipart
+from pryvrt.transports import exact_json, multipart
 from pryvrt.transports.download import stream_download
 from pryvrt.transports.multipart import UnreadableBody, body_timed_out, unreadable
 
@@ -212,7 +212,9 @@ async def body_params(request: web.Request, within: float) -> Any:
     if not raw.strip():
         return None
     try:
-        return orjson.loads(raw)
+        return exact_json.loads(raw)
+    except exact_json.NumberOutOfRange as exc:
+        raise errors.InvalidRequestStructure(f"the body holds a number out of range: {exc}") from None
     except orjson.JSONDecodeError as exc:
         raise errors.InvalidRequestStructure(f"the body is not valid JSON: {exc}") from None
 

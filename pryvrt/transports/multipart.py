@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from pryvrt import errors
 from pryvrt.config import Settings
+from pryvrt.transports import exact_json
 
 READ_SIZE = 64 * 1024
 MAX_JSON_PART = 1024 * 1024
@@ -203,7 +204,7 @@ async def open_uploads(request: web.Request, settings: Settings) -> tuple[Any, U
             if len(raw) > MAX_JSON_PART:
                 raise errors.PayloadTooLarge("the JSON part is too large")
         try:
-            params = orjson.loads(raw)
+            params = exact_json.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise errors.InvalidRequestStructure(
                 f"the JSON part is not valid JSON: {exc}"

@@ -39,7 +39,7 @@ from pryvrt.notify.messages import (
     FOLDERS_CHANGED,
     RESYNC,
 )
-from pryvrt.transports import fanout
+from pryvrt.transports import exact_json, fanout
 
 if TYPE_CHECKING:
     from pryvrt.auth.permissions import Access
@@ -70,7 +70,7 @@ class OrjsonJson:
         wait for an ack that never comes. The ack id is parsed before the JSON, so the
         call still gets its error answer."""
         try:
-            return orjson.loads(data)
+            return exact_json.loads(data)  # an integer beyond 64 bits is refused too
         except orjson.JSONDecodeError:
             return [UNDECODABLE]
 
