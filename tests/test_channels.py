@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import Api
+from tests.sockets import connect
 
 
 async def test_create_then_list_sorted_by_name(api: Api) -> None:
@@ -181,3 +182,53 @@ async def test_credential_may_come_as_bearer_or_query(api: Api) -> None:
     username, session = await api.user()
     assert (await api.get(f"/{username}/channels", auth=f"Bearer {session}")).status == 200
     assert (await api.get(f"/{username}/channels?auth={session}")).status == 200
+
+
+async def test_a_grant_on_a_channel_deleted_for_good_does_not_reach_a_new_channel_with_its_id(
+    api: Api,
+) -> None:
+    username, session = await api.user()
+    await api.channel(username, session, id="diary", name="Diary")
+    other = await api.channel(username, session, id="other", name="Other")
+    token = await api.shared_token(
+        username,
+        session,
+        [{"channelId": "diary", "level": "manage"}, {"channelId": other, "level": "read"}],
+    )
+    assert (await api.get(f"/{username}/diary/events", auth=token)).status == 200
+    for _ in range(2):  # trash, then delete for good
+        assert (await api.delete(f"/{username}/channels/diary", auth=session)).status == 200
+    # The grant died with the channel: the token lists only what is left.
+    [stored] = [
+        t for t in (await api.get(f"/{username}/tokens", auth=session)).body if t["id"] == token
+    ]
+    assert stored["permissions"] == [{"channelId": other, "level": "read"}]
+    await api.channel(username, session, id="diary", name="New diary")
+    reply = await api.post(f"/{username}/diary/events", {"folderId": None}, auth=session)
+    assert reply.status == 201, reply
+    reply = await api.get(f"/{username}/diary/events", auth=token)
+    assert (reply.status, reply.body["id"]) == (403, "FORBIDDEN"), reply
+    assert [c["id"] for c in (await api.get(f"/{username}/channels", auth=token)).body] == [other]
+
+
+async def test_trashing_a_channel_keeps_the_grants_on_it(api: Api) -> None:
+    username, session = await api.user()
+    channel = await api.channel(username, session)
+    token = await api.shared_token(username, session, [{"channelId": channel, "level": "read"}])
+    assert (await api.delete(f"/{username}/channels/{channel}", auth=session)).status == 200
+    [stored] = [
+        t for t in (await api.get(f"/{username}/tokens", auth=session)).body if t["id"] == token
+    ]
+    assert stored["permissions"] == [{"channelId": channel, "level": "read"}]
+
+
+async def test_a_socket_of_a_token_granted_on_a_channel_deleted_for_good_is_disconnected(
+    api: Api,
+) -> None:
+    username, session = await api.user()
+    channel = await api.channel(username, session)
+    token = await api.shared_token(username, session, [{"channelId": channel, "level": "read"}])
+    async with connect(str(api.client.make_url("/")), username, token) as sock:
+        for _ in range(2):
+            assert (await api.delete(f"/{username}/channels/{channel}", auth=session)).status == 200
+        await sock.wait_disconnected()

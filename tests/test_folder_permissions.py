@@ -168,9 +168,12 @@ async def test_folder_contribute_writes_only_events_in_scope(api: Api) -> None:
         assert await status(reply) == (403, "FORBIDDEN")
 
 
-async def test_stopping_an_out_of_scope_period_is_forbidden(api: Api) -> None:
+async def test_stop_without_id_leaves_out_a_period_out_of_scope_as_if_none_ran(
+    api: Api,
+) -> None:
+    """API.md §7: what is out of scope is left out silently. A 403 here (and null when
+    nothing runs) told a folder-scoped token that a hidden period was running."""
     me, f = await setup(api)
-    await me.start(folderId=f["b"], time=500.0)
     token = await me.token(
         [
             {
@@ -179,8 +182,27 @@ async def test_stopping_an_out_of_scope_period_is_forbidden(api: Api) -> None:
             }
         ]
     )
-    assert await status(await me.stop(auth=token)) == (403, "FORBIDDEN")
+    nothing_runs = await me.stop(auth=token)
+    running = (await me.start(folderId=f["b"], time=500.0)).body["id"]
+    hidden_runs = await me.stop(auth=token)
+    assert (nothing_runs.status, nothing_runs.body) == (200, {"stoppedId": None})
+    assert (hidden_runs.status, hidden_runs.body) == (nothing_runs.status, nothing_runs.body)
     assert (await api.get(me.path("/events/running"), auth=token)).body == []
+    [still] = (await api.get(me.path("/events/running"), auth=me.session)).body
+    assert (still["id"], still["duration"]) == (running, None)
+    # A running period it can read but not write is still refused (nothing hidden there).
+    reader = await me.token(
+        [
+            {
+                "level": "contribute",
+                "folderPermissions": [
+                    {"folderId": f["a"], "level": "contribute"},
+                    {"folderId": f["b"], "level": "read"},
+                ],
+            }
+        ]
+    )
+    assert await status(await me.stop(auth=reader)) == (403, "FORBIDDEN")
 
 
 async def test_folder_manage_covers_the_subtree_only(api: Api) -> None:

@@ -257,3 +257,89 @@ async def test_concurrent_writes_on_two_servers_keep_the_rules(api: Api, make_ap
     assert len(events) == sum(r.status == 201 for r in replies)
     assert [e["duration"] for e in events].count(None) <= 1
     assert_no_overlap(events)
+
+
+async def make_loose_with(api: Api, periods: list[tuple[float, float | None]]) -> tuple[Owner, str]:
+    """A non-strict channel holding these (time, duration) periods in folder "work"."""
+    me = await owner(api, enforceNoEventsOverlap=False)
+    work = await me.folder("work")
+    for index, (at, duration) in enumerate(periods):
+        if duration is None:
+            reply = await me.start(folderId=work, time=at, id=f"p{index}")
+        else:
+            reply = await me.event(folderId=work, time=at, duration=duration, id=f"p{index}")
+        assert reply.status == 201, reply
+    return me, work
+
+
+async def set_strict(me: Owner) -> Any:
+    return await me.api.put(
+        f"/{me.username}/channels/{me.channel}", {"enforceNoEventsOverlap": True}, me.session
+    )
+
+
+async def strictness(me: Owner) -> bool:
+    reply = await me.api.get(f"/{me.username}/channels", auth=me.session)
+    [channel] = [c for c in reply.body if c["id"] == me.channel]
+    return bool(channel["enforceNoEventsOverlap"])
+
+
+async def test_making_a_channel_with_two_running_periods_strict_is_refused(api: Api) -> None:
+    me, _ = await make_loose_with(api, [(100.0, None), (200.0, None)])
+    reply = await set_strict(me)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_OPERATION"), reply
+    assert sorted(reply.body["data"]["overlappingIds"]) == ["p0", "p1"]
+    assert reply.body["data"]["enforceNoEventsOverlap"] is True
+    assert await strictness(me) is False
+
+
+async def test_making_a_channel_with_overlapping_periods_strict_is_refused(api: Api) -> None:
+    me, _ = await make_loose_with(api, [(100.0, 50.0), (120.0, 10.0), (300.0, 10.0)])
+    reply = await set_strict(me)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_OPERATION"), reply
+    assert sorted(reply.body["data"]["overlappingIds"]) == ["p0", "p1"]
+    assert await strictness(me) is False
+    # A name change in the same call is not applied either.
+    reply = await me.api.put(
+        f"/{me.username}/channels/{me.channel}",
+        {"enforceNoEventsOverlap": True, "name": "renamed"},
+        me.session,
+    )
+    assert reply.status == 400
+    names = [
+        c["name"] for c in (await me.api.get(f"/{me.username}/channels", auth=me.session)).body
+    ]
+    assert "renamed" not in names
+
+
+async def test_making_a_channel_strict_once_its_periods_are_sorted_out_is_accepted(
+    api: Api,
+) -> None:
+    me, _ = await make_loose_with(api, [(100.0, None), (200.0, None), (150.0, 10.0)])
+    assert (await set_strict(me)).status == 400
+    # Stop the first running period before the second, trash the period inside it.
+    assert (await me.stop(id="p0", time=120.0)).status == 200
+    assert (await me.api.delete(me.path("/events/p2"), auth=me.session)).status == 200
+    reply = await set_strict(me)
+    assert reply.status == 200, reply
+    assert await strictness(me) is True
+    assert_no_overlap(await me.all_events())
+    # Touching periods and zero-length periods at a boundary do not overlap.
+    loose, _ = await make_loose_with(api, [(100.0, 50.0), (150.0, 0.0), (150.0, 10.0)])
+    assert (await set_strict(loose)).status == 200
+
+
+async def test_a_channel_made_strict_keeps_one_running_period_under_concurrent_starts(
+    api: Api,
+) -> None:
+    """The check and the switch hold the channel lock: a start racing the switch either
+    lands before (and the switch is refused) or after (and follows the strict rules)."""
+    for _ in range(5):
+        me, work = await make_loose_with(api, [(100.0, None)])
+        results = await asyncio.gather(set_strict(me), me.start(folderId=work, time=200.0))
+        assert results[1].status == 201, results
+        running = [e for e in await me.all_events() if e.get("duration", 0) is None]
+        if await strictness(me):
+            assert len(running) == 1, running
+        else:
+            assert results[0].status == 400

@@ -11,6 +11,7 @@ from pryvrt import errors
 from pryvrt.auth.permissions import Level
 from pryvrt.ids import new_id
 from pryvrt.methods.context import CallContext
+from pryvrt.methods.locking import lock_channel
 from pryvrt.methods.params import (
     ChannelParams,
     ClientData,
@@ -84,29 +85,44 @@ class UpdateParams(ChannelParams):
     "channels.update",
     UpdateParams,
     channel_level=Level.READ,
-    errors=("ITEM_NAME_ALREADY_EXISTS",),
+    errors=("ITEM_NAME_ALREADY_EXISTS", "INVALID_OPERATION"),
 )
 async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
-    """Update a channel's name, overlap rule or clientData (merged)."""
+    """Update a channel's name, overlap rule or clientData (merged).
+
+    Making a channel strict (``enforceNoEventsOverlap: true``) is refused while its periods
+    break the strict rules (overlaps, several running): the check and the switch hold the
+    channel's lock, so no period write slips in between (docs/events.md).
+    """
     access = ctx.require_access()
     level = access.channel_level(p.channelId)
     if level is None or level < Level.MANAGE:
         raise errors.Forbidden("updating a channel needs manage permission on the whole channel")
-    channel = ctx.require_channel()
-    client_data = (
-        None if p.clientData is None else merge_client_data(channel.client_data, p.clientData)
-    )
-    try:
-        updated = await ctx.storage.channels.update(
-            ctx.user_id,
-            p.channelId,
-            p.name,
-            p.enforceNoEventsOverlap,
-            client_data,
-            time.time(),
+    async with ctx.storage.transaction() as conn:
+        channel = await lock_channel(ctx, conn)
+        if p.enforceNoEventsOverlap and not channel.enforce_no_events_overlap:
+            conflicting = await ctx.storage.periods.conflicting(conn, ctx.user_id, channel.id)
+            if conflicting:
+                raise errors.InvalidOperation(
+                    "the channel has overlapping (or several running) periods: stop, move or"
+                    " trash them before enforcing no overlap",
+                    {"enforceNoEventsOverlap": True, "overlappingIds": conflicting},
+                )
+        client_data = (
+            None if p.clientData is None else merge_client_data(channel.client_data, p.clientData)
         )
-    except Conflict as exc:
-        raise name_conflict(exc, "channel") from None
+        try:
+            updated = await ctx.storage.channels.update(
+                ctx.user_id,
+                p.channelId,
+                p.name,
+                p.enforceNoEventsOverlap,
+                client_data,
+                time.time(),
+                conn,
+            )
+        except Conflict as exc:
+            raise name_conflict(exc, "channel") from None
     if updated is None:
         raise errors.UnknownChannel(f"unknown channel {p.channelId!r}")
     ctx.notify(CHANNELS_CHANGED, p.channelId)
@@ -115,10 +131,21 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
 
 @method("channels.delete", ChannelParams, auth=Auth.PERSONAL, channel_level=Level.READ)
 async def delete(ctx: CallContext, p: ChannelParams) -> dict[str, Any]:
-    """Trash a channel; delete it for good (folders, events, files) when already trashed."""
+    """Trash a channel; delete it for good (folders, events, files) when already trashed.
+
+    Deleting for good also removes the tokens' grants on the channel, in the same
+    transaction: a channel created later with the same id starts with no grant (a token
+    granted on the old one must not read the new one). Sockets of those tokens are
+    disconnected, as after a token update."""
     channel = ctx.require_channel()
     if channel.trashed:
-        await ctx.storage.channels.delete(ctx.user_id, channel.id)
+        async with ctx.storage.transaction() as conn:
+            await ctx.storage.channels.delete(ctx.user_id, channel.id, conn)
+            narrowed = await ctx.storage.tokens.drop_channel_grants(
+                ctx.user_id, channel.id, time.time(), conn
+            )
+        for token_id in narrowed:
+            ctx.revoke(token_id)
     else:
         await ctx.storage.channels.trash(ctx.user_id, channel.id, time.time())
     ctx.notify(CHANNELS_CHANGED, channel.id)

@@ -296,6 +296,10 @@ async def stop(ctx: CallContext, p: StopParams) -> dict[str, Any]:
             event = target
         if event is not None:
             tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
+            if p.id is None and level_on(access, channel.id, tree, event.folder_id) is None:
+                # The channel's running period lies out of the credential's sight: left out,
+                # as lists leave it out (API.md §7), so the answer is that of "none runs".
+                return {"stoppedId": None}
             require_level(access, channel.id, tree, event.folder_id, Level.CONTRIBUTE)
         if target is None:
             return {"stoppedId": None}

@@ -123,9 +123,7 @@ Name = Annotated[
 # A time named in a query (fromTime, modifiedSince...): anything a JavaScript Date holds
 # (±8.64e15 ms); stored times are narrower (event_fields.EventTime).
 QUERY_TIME_LIMIT = 8.64e12
-Timestamp = Annotated[
-    float, Field(ge=-QUERY_TIME_LIMIT, le=QUERY_TIME_LIMIT, allow_inf_nan=False)
-]
+Timestamp = Annotated[float, Field(ge=-QUERY_TIME_LIMIT, le=QUERY_TIME_LIMIT, allow_inf_nan=False)]
 # skip, limit: PostgreSQL's integer range (an OFFSET of 2^63 was a 500).
 MAX_COUNT = 2**31 - 1
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]

@@ -110,3 +110,26 @@ class PeriodsStore(Store):
             exclude,
         )
         return [r["id"] for r in rows]
+
+    async def conflicting(self, conn: Executor, user_id: str, channel_id: str) -> list[str]:
+        """Ids of periods that break the strict rules together (two running periods overlap
+        too): the first period, by start, that starts before an earlier one ends, then the
+        periods it overlaps (at most ID_LIMIT in all); ``[]`` when the channel could be strict.
+
+        One pass over the channel's periods in start order (the ``events_periods`` index),
+        carrying the latest end seen so far.
+        """
+        row = await conn.fetchrow(
+            "SELECT id, time, end_time FROM (SELECT id, time, end_time, max(end_time) OVER"
+            " (ORDER BY time, end_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+            f" AS reach FROM events WHERE {PERIODS}) AS p WHERE time < reach"
+            " ORDER BY time, end_time, id LIMIT 1",
+            user_id,
+            channel_id,
+        )
+        if row is None:
+            return []
+        others = await self.overlapping(
+            conn, user_id, channel_id, row["time"], row["end_time"], row["id"]
+        )
+        return [*others[: ID_LIMIT - 1], row["id"]]

@@ -167,3 +167,20 @@ class TokensStore(Store):
             "DELETE FROM tokens WHERE user_id = $1 AND id = $2", user_id, token_id
         )
         return status != "DELETE 0"
+
+    async def drop_channel_grants(
+        self, user_id: str, channel_id: str, now: float, conn: Executor
+    ) -> list[str]:
+        """Remove every permission naming ``channel_id`` (a channel deleted for good) from
+        the user's tokens; return the ids of the tokens changed. Grants on ``*`` stay."""
+        rows = await conn.fetch(
+            "UPDATE tokens SET permissions = (SELECT coalesce(jsonb_agg(p.value ORDER BY p.n),"
+            " '[]'::jsonb) FROM jsonb_array_elements(permissions) WITH ORDINALITY AS p(value, n)"
+            " WHERE p.value->>'channelId' IS DISTINCT FROM $2), modified = $3"
+            " WHERE user_id = $1 AND permissions @> jsonb_build_array("
+            "jsonb_build_object('channelId', $2::text)) RETURNING id",
+            user_id,
+            channel_id,
+            now,
+        )
+        return [r["id"] for r in rows]

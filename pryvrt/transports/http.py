@@ -214,7 +214,9 @@ async def body_params(request: web.Request, within: float) -> Any:
     try:
         return exact_json.loads(raw)
     except exact_json.NumberOutOfRange as exc:
-        raise errors.InvalidRequestStructure(f"the body holds a number out of range: {exc}") from None
+        raise errors.InvalidRequestStructure(
+            f"the body holds a number out of range: {exc}"
+        ) from None
     except orjson.JSONDecodeError as exc:
         raise errors.InvalidRequestStructure(f"the body is not valid JSON: {exc}") from None
 
