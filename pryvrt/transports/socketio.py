@@ -29,6 +29,7 @@ import socketio
 from aiohttp import web
 
 from pryvrt import errors
+from pryvrt.auth.permissions import parse_permissions
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.notify import Change
@@ -414,12 +415,14 @@ class SocketTransport:
             await self.sio.emit_once(event, data, sids, namespace)
 
     async def _resync(self, peers: Sequence[Peer]) -> None:
-        """After the bus may have lost messages: drop revoked sockets, ask the rest to refetch."""
+        """After the bus may have lost messages: drop the sockets whose credential was revoked
+        or whose permissions changed meanwhile (as a token update does), ask the rest to
+        refetch."""
         storage = self.services.storage
         keep = []
         for peer in peers:
             row = await storage.tokens.find_credential(peer.user.id, peer.credential, time.time())
-            if row is None:
+            if row is None or parse_permissions(row.permissions) != peer.access.permissions:
                 await self._disconnect(peer.sid)
             else:
                 keep.append(peer)
