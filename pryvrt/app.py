@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -17,7 +18,13 @@ from pryvrt.config import Settings
 from pryvrt.methods.context import Services
 from pryvrt.notify import Bus, LocalBus
 from pryvrt.storage import Storage
-from pryvrt.storage.database import EmbeddedPostgres, apply_schema, create_pool, start_embedded
+from pryvrt.storage.database import (
+    EmbeddedPostgres,
+    apply_schema,
+    create_pool,
+    keep_running,
+    start_embedded,
+)
 from pryvrt.transports import http
 from pryvrt.transports.socketio import SocketTransport
 
@@ -40,21 +47,30 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """Start the database connection (and the embedded server when no DATABASE_URL)."""
     settings = app[SETTINGS_KEY]
     embedded = None
+    watchdog = None
     dsn = settings.database_url
     if dsn is None:
         embedded = await start_embedded(settings.data_dir / "pg")
         dsn = embedded.uri
         log.info("embedded PostgreSQL started", extra={"data_dir": str(embedded.data_dir)})
-    pool = await create_pool(dsn, size=settings.db_pool_size, query_timeout=settings.db_timeout)
-    await apply_schema(pool)
-    services = app[http.SERVICES_KEY]
-    services.storage.attach(pool)
-    await services.bus.start()
-    yield
-    await services.bus.close()
-    await pool.close()
-    if embedded is not None:
-        await asyncio.to_thread(embedded.stop)
+        # Restarted if its postmaster dies; the pool reconnects by itself.
+        watchdog = asyncio.create_task(keep_running(embedded), name="embedded-pg-watchdog")
+    try:
+        pool = await create_pool(dsn, size=settings.db_pool_size, query_timeout=settings.db_timeout)
+        await apply_schema(pool)
+        services = app[http.SERVICES_KEY]
+        services.storage.attach(pool)
+        await services.bus.start()
+        yield
+        await services.bus.close()
+        await pool.close()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
 
 
 def create_app(settings: Settings) -> web.Application:

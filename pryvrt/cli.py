@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -31,11 +32,16 @@ def serve(args: argparse.Namespace) -> int:
         from pryvrt.workers import supervise
 
         return supervise(settings, args.shutdown_timeout)
-    return serve_worker(settings, args.shutdown_timeout, child=args.worker)
+    return serve_worker(settings, args.shutdown_timeout, child=args.worker, ready_fd=args.ready_fd)
 
 
-def serve_worker(settings: Settings, shutdown_timeout: float, *, child: bool) -> int:
-    """One process serving HTTP and Socket.IO (alone, or as one of ``--workers``)."""
+def serve_worker(
+    settings: Settings, shutdown_timeout: float, *, child: bool, ready_fd: int | None = None
+) -> int:
+    """One process serving HTTP and Socket.IO (alone, or as one of ``--workers``).
+
+    ``ready_fd``: a pipe from the supervisor; one byte is written to it once the port is
+    bound (see ``pryvrt.workers``)."""
     import gc
 
     from aiohttp import web
@@ -75,9 +81,17 @@ def serve_worker(settings: Settings, shutdown_timeout: float, *, child: bool) ->
             reuse_port=child,
             shutdown_timeout=shutdown_timeout,
             before_drain=lambda: sockets.shutdown(app),
+            on_listening=None if ready_fd is None else lambda: _signal_ready(ready_fd),
         )
     )
     return 0
+
+
+def _signal_ready(fd: int) -> None:
+    try:
+        os.write(fd, b"1")
+    finally:
+        os.close(fd)
 
 
 async def _create_user(settings: Settings, username: str, password: str, email: str | None) -> None:
@@ -151,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes sharing the port (default 1, env WEB_CONCURRENCY); >1 needs REDIS_URL",
     )
     p_serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p_serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p_serve.set_defaults(func=serve)
 
     p_user = sub.add_parser("user", help="manage users")

@@ -77,8 +77,10 @@ async def serve(
     reuse_port: bool,
     shutdown_timeout: float,
     before_drain: Callable[[], Awaitable[None]] | None = None,
+    on_listening: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then stop as the module docstring says."""
+    """Serve ``app`` until SIGTERM or SIGINT, then stop as the module docstring says.
+    ``on_listening`` is called once the port is bound (a supervisor's readiness signal)."""
     in_flight = InFlight()
     app.middlewares.insert(0, in_flight.middleware)
     # aiohttp's own wait, after the drain, only concerns requests the drain gave up on.
@@ -89,6 +91,8 @@ async def serve(
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
         await site.start()
+        if on_listening is not None:
+            on_listening()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

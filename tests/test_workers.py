@@ -131,7 +131,8 @@ async def test_writes_succeed_while_redis_is_down_and_notifications_resume_after
                     event = await sock.next(within=0.5)
                 except TimeoutError:
                     continue
-                assert event == ("channelsChanged", None)
+                if event[0] != "channelsChanged":
+                    continue  # the resync's refetch hints (folders/events per channel)
                 break
             await sock.drain(0.3)
             status, _ = await http.call("POST", f"/{username}/channels", {"name": "last"}, auth)

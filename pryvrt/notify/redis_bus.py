@@ -100,9 +100,17 @@ class RedisBus:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._timeout):
                 await self._queue.join()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        pending = set(self._tasks)
+        while pending:
+            # Cancelled again until they end: on Python 3.11, a cancellation that lands as
+            # redis-py's read timeout expires is turned into that timeout and lost (seen
+            # when a worker stopped right after starting: its shutdown hung forever).
+            for task in pending:
+                task.cancel()
+            done, pending = await asyncio.wait(pending, timeout=0.1)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved, as gather(return_exceptions=True) did
         self._tasks = []
         await self._close_pubsub()
         for client in (self._client, self._sub_client):

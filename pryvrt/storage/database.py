@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,9 @@ from typing import Any
 
 import asyncpg
 import orjson
+import psutil
 
+from pryvrt.backoff import Backoff
 from pryvrt.storage.pool import Pool
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,12 @@ class EmbeddedPostgres:
 
     pgserver listens on a unix socket only. Run as root, it creates a ``pgserver`` system
     user and makes the ancestors of the data dir world-traversable (see README).
+
+    ``alive()`` and ``restart()`` let the server that started it keep it running
+    (``keep_running`` for one process, ``pryvrt.workers.Supervisor`` for ``--workers``): a
+    postmaster killed (SIGKILL, the OOM killer) is started again on the same data
+    directory and socket, so the connection URI does not change and the connection pools
+    reconnect by themselves (``pryvrt.storage.pool``).
     """
 
     def __init__(self, data_dir: Path) -> None:
@@ -54,10 +63,101 @@ class EmbeddedPostgres:
         self.uri = self._server.get_uri()
         return self.uri
 
+    def pid(self) -> int | None:
+        """The postmaster's process id, as last started (None before ``start``)."""
+        if self._server is None:
+            return None
+        pid: int | None = self._server.get_pid()
+        return pid
+
+    def alive(self) -> bool:
+        """Whether the postmaster started last is still running (cheap: reads /proc)."""
+        if self._server is None:
+            return False
+        return _running(self._server.get_postmaster_info().process)
+
+    def restart(self) -> None:
+        """Start the postmaster again if it is gone. Blocking (``pg_ctl start -w``, up to
+        ~10 s): run in a thread. Raises when PostgreSQL refuses to start yet (e.g. backends
+        of the killed postmaster still hold its shared memory): the caller retries."""
+        assert self._server is not None, "restart() before start()"
+        # ensure_postgres_running() (pgserver is pinned below 0.2) reads postmaster.pid and
+        # runs pg_ctl. Not under pgserver's inter-process lock: that lock is one for the
+        # whole machine (every pgserver user's), and waiting for it took seconds on a busy
+        # host; PostgreSQL's own lock files already forbid two postmasters on one directory.
+        self._remove_stale_lock_files()
+        self._server.ensure_postgres_running()
+        uri = self._server.get_uri()
+        if uri != self.uri:  # the socket directory is derived from data_dir: never seen
+            log.error("the embedded PostgreSQL came back at another address: %s", uri)
+            self.uri = uri
+
+    def _remove_stale_lock_files(self) -> None:
+        """Remove postmaster.pid and the socket's lock file when the postmaster they name is
+        dead but not yet reaped (a zombie): its pid still exists, so pgserver would take it
+        for a running server and PostgreSQL would refuse to start ("lock file already
+        exists") until the zombie's parent reaps it (PID 1, which in a container may never
+        do it). PostgreSQL's other interlock, on its shared memory, still refuses to start
+        while backends of the dead postmaster linger."""
+        socket_dir = self._server.get_postmaster_info().socket_dir
+        candidates = [self.data_dir / "postmaster.pid"]
+        if socket_dir is not None:
+            candidates += Path(socket_dir).glob(".s.PGSQL.*.lock")
+        for path in candidates:
+            try:
+                pid = int(path.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            try:
+                dead = not _running(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                dead = True
+            if dead:
+                log.warning("removing %s, left by dead PostgreSQL pid %d", path.name, pid)
+                path.unlink(missing_ok=True)
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+
+def _running(process: psutil.Process | None) -> bool:
+    """A process that exists and is not a zombie (``is_running`` counts zombies)."""
+    try:
+        return bool(
+            process is not None
+            and process.is_running()
+            and process.status() != psutil.STATUS_ZOMBIE
+        )
+    except psutil.Error:
+        return False
+
+
+async def keep_running(server: EmbeddedPostgres, interval: float = 0.5) -> None:
+    """Restart the embedded PostgreSQL whenever its postmaster is gone, with backoff, until
+    cancelled. For a server of one process; ``--workers`` supervises it in the parent."""
+    backoff = Backoff()
+    while True:
+        await asyncio.sleep(interval)
+        if server.alive():
+            continue
+        log.error("the embedded PostgreSQL is gone (pid %s): restarting it", server.pid())
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(server.restart)
+        except Exception as exc:  # refused for now (see restart): try again later
+            delay = backoff.failed()
+            log.error(
+                "the embedded PostgreSQL did not restart (%r): next try in %.1f s", exc, delay
+            )
+            await asyncio.sleep(delay)
+            continue
+        backoff.reset()
+        log.warning(
+            "the embedded PostgreSQL restarted",
+            extra={"pid": server.pid(), "restart_ms": round((time.monotonic() - started) * 1000)},
+        )
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
