@@ -24,7 +24,7 @@ RETRY_AFTER_SECONDS = 5
 # bidirectional overrides and isolates such as U+202E, zero-width characters, the BOM),
 # lone surrogates (Cs) and line/paragraph separators (Zl, Zp).
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-_TOKEN = r"[a-z0-9!#$&^_.+-]+"
+_TOKEN = r"[a-z0-9!#\$&^_.+-]+"  # RFC 7230 token characters
 _MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
 _CHARSET = re.compile(rf"\s*charset\s*=\s*\"?({_TOKEN})\"?\s*", re.IGNORECASE)
 
