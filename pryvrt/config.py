@@ -29,6 +29,18 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _tristate(env: Mapping[str, str], name: str) -> bool | None:
+    """``auto`` (or unset) → None; true/false in the usual spellings."""
+    raw = (env.get(name) or "auto").strip().lower()
+    if raw == "auto":
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be auto, true or false, got {raw!r}")
+
+
 def _float(env: Mapping[str, str], name: str, default: float, allow_zero: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -84,6 +96,9 @@ class Settings:
     # Where uploaded files wait, whole, before they are written to the database (None: the
     # system's temporary directory). The files have no name there and vanish when closed.
     upload_dir: Path | None = None
+    # The dashboard's cookie gets ``Secure``: True/False, or None (auto: when the request
+    # came over TLS or the page's Origin is https://). See pryvrt.auth.browser_session.
+    cookie_secure: bool | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -125,6 +140,7 @@ class Settings:
                 env, "PRYVRT_MAX_UPLOADS_PER_USER", cls.max_uploads_per_user, 1
             ),
             upload_dir=Path(env["PRYVRT_UPLOAD_DIR"]) if env.get("PRYVRT_UPLOAD_DIR") else None,
+            cookie_secure=_tristate(env, "PRYVRT_COOKIE_SECURE"),
         )
         settings = replace(settings, **overrides) if overrides else settings
         if settings.workers < 1:

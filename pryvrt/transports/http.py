@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from pryvrt import API_VERSION, __version__, errors
+from pryvrt.auth import browser_session
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.methods.results import Download
@@ -236,14 +237,23 @@ class HttpTransport:
         self.user_root_view: (
             Callable[[web.Request, str | None], Awaitable[web.StreamResponse]] | None
         ) = None
+        # Also the dashboard's: (verb, user-relative path) → view, e.g. its cookie login.
+        self.user_views: dict[
+            tuple[str, str], Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+        ] = {}
 
     def context(self, request: web.Request, username: str | None) -> CallContext:
+        """The call's context; the credential is the explicit one (header or ``?auth=``),
+        else the dashboard's cookie session when the request may use it."""
+        credential = credential_of(request)
+        if credential is None:
+            credential = browser_session.credential_for(request, username)
         return CallContext(
             services=self.services,
             transport="http",
             request_id=request[REQUEST_ID_KEY],
             username=username,
-            credential=credential_of(request),
+            credential=credential,
             client_ip=request.remote,
             base_url=f"{request.scheme}://{request.host}",
         )
@@ -291,6 +301,9 @@ class HttpTransport:
             if not registry.USERNAME_PATTERN.fullmatch(username.lower()):
                 raise errors.UnknownUser(f"unknown user {username!r}")
             return await self.user_root_view(request, username)
+        view = self.user_views.get((request.method, "/".join(segments)))
+        if view is not None:
+            return await view(request, username)
         route, path_params, path_exists = self.table.match(request.method, segments)
         if route is None:
             if path_exists:
@@ -368,6 +381,8 @@ async def error_middleware(
         )
 
 
+# Never add the dashboard's X-Pryvrt-CSRF here: other origins must not be able to send it
+# (pryvrt.auth.browser_session); nor Access-Control-Allow-Credentials anywhere.
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Request-Id"
 CORS_EXPOSE_HEADERS = "Server-Time, API-Version, X-Request-Id"
 

@@ -29,6 +29,7 @@ import socketio
 from aiohttp import web
 
 from pryvrt import errors
+from pryvrt.auth import browser_session
 from pryvrt.auth.permissions import parse_permissions
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
@@ -175,8 +176,9 @@ class SocketTransport:
             async_mode="aiohttp",
             namespaces="*",
             json=OrjsonJson,
-            # Credentials travel in the handshake (auth or ?auth=), never in cookies, so a
-            # foreign origin gains nothing by connecting: allow any origin, like the HTTP API.
+            # Credentials travel in the handshake (auth or ?auth=), so a foreign origin gains
+            # nothing by connecting: allow any origin, like the HTTP API. (The dashboard's
+            # cookie counts only from our own origin: see browser_session.socket_credential.)
             cors_allowed_origins="*",
             # Also caps one websocket message: a batch may be as large as an HTTP body.
             max_http_buffer_size=services.settings.max_body_size,
@@ -254,7 +256,12 @@ class SocketTransport:
             return None  # a client emitting an event named "connect": not a new connection
         if self.closing:
             raise refusal(errors.ServiceUnavailable("the server is shutting down"))
-        ctx = self._context(environ, namespace.lstrip("/"), credential_from(auth, environ))
+        username = namespace.lstrip("/")
+        # No auth given: the dashboard's cookie, if the handshake comes from our own origin.
+        credential = credential_from(auth, environ) or await browser_session.socket_credential(
+            environ, username
+        )
+        ctx = self._context(environ, username, credential)
         try:
             await registry.resolve_user(ctx)
             access = await registry.authenticate(ctx)

@@ -10,10 +10,14 @@ const el = (tag, props = {}, ...children) => {
   return node;
 };
 
+// No credential is ever stored by this page (localStorage, sessionStorage, JS cookies): a
+// login's session lives in an HttpOnly cookie the page cannot read, sent by the browser and
+// accepted by the server only with the X-Pryvrt-CSRF header from this origin. A shared
+// link's token is kept in memory only.
 const state = {
   username: null,
-  auth: null, // session id or token
-  mode: null, // "session" | "token"
+  token: null, // a shared link's token (mode "token"); never stored
+  mode: null, // "session" (the cookie) | "token"
   channels: [],
   channel: null, // selected channel id
   folders: [], // tree
@@ -34,8 +38,9 @@ class ApiError extends Error {
 // ---- API -------------------------------------------------------------------------------
 
 async function api(method, path, body, { form } = {}) {
-  const headers = {};
-  if (state.auth) headers.Authorization = state.auth;
+  // The header tells the server this request is the page's own (the cookie counts only then).
+  const headers = { "X-Pryvrt-CSRF": "1" };
+  if (state.mode === "token") headers.Authorization = state.token;
   let payload;
   if (form) payload = form;
   else if (body !== undefined) {
@@ -86,7 +91,19 @@ async function guard(action) {
 
 // ---- login / session -------------------------------------------------------------------
 
-const sessionKey = () => `pryvrt:session:${state.username}`;
+// Earlier versions kept the session id in localStorage: end those sessions and drop them.
+const LEGACY_PREFIX = "pryvrt:session:";
+function forgetStoredSessions() {
+  for (const key of Object.keys(localStorage)) {
+    if (!key.startsWith(LEGACY_PREFIX)) continue;
+    const id = localStorage.getItem(key);
+    const user = key.slice(LEGACY_PREFIX.length);
+    localStorage.removeItem(key);
+    if (id && user) {
+      fetch(`/${encodeURIComponent(user)}/logout`, { method: "POST", headers: { Authorization: id } }).catch(() => {});
+    }
+  }
+}
 
 function usernameFromLocation() {
   const first = location.pathname.split("/").filter(Boolean)[0];
@@ -95,24 +112,32 @@ function usernameFromLocation() {
 }
 
 async function start() {
+  forgetStoredSessions();
   state.username = usernameFromLocation();
   const params = new URLSearchParams(location.search);
   const token = params.get("auth");
-  if (token && state.username) {
-    state.auth = token;
-    state.mode = "token";
-  } else if (state.username && localStorage.getItem(sessionKey())) {
-    state.auth = localStorage.getItem(sessionKey());
-    state.mode = "session";
+  if (token) {
+    // A shared link: the token stays in memory, and leaves the address bar and this
+    // history entry (a reload then needs the link again).
+    params.delete("auth");
+    const rest = params.toString();
+    history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
   }
-  if (state.auth) {
+  if (token && state.username) {
+    state.token = token;
+    state.mode = "token";
+  } else if (state.username) {
+    state.mode = "session"; // logged in if the browser holds this user's cookie
+  }
+  if (state.mode) {
     try {
       await enter();
       return;
     } catch (err) {
-      if (state.mode === "session") localStorage.removeItem(sessionKey());
-      state.auth = null;
-      showError(err);
+      const silent = state.mode === "session" && err.id === "INVALID_TOKEN"; // not logged in
+      state.token = null;
+      state.mode = null;
+      if (!silent) showError(err);
     }
   }
   showLogin();
@@ -135,11 +160,10 @@ async function login(event) {
       state.username = username;
       history.replaceState(null, "", `/${encodeURIComponent(username)}/`);
     }
-    state.auth = null;
-    const { sessionID } = await api("POST", "/login", { userName: username, password, appId: "pryvrt-dashboard" });
-    state.auth = sessionID;
+    state.token = null;
     state.mode = "session";
-    localStorage.setItem(sessionKey(), sessionID);
+    // The answer carries no session id: the server sets the HttpOnly cookie.
+    await api("POST", "/dashboard/login", { userName: username, password, appId: "pryvrt-dashboard" });
     $("#login-password").value = "";
     await enter();
   });
@@ -148,15 +172,15 @@ async function login(event) {
 async function logout(callServer = true) {
   if (callServer && state.mode === "session") {
     try {
-      await api("POST", "/logout");
+      await api("POST", "/dashboard/logout"); // ends the session and clears the cookie
     } catch (err) {
       showError(err);
     }
   }
-  if (state.mode === "session") localStorage.removeItem(sessionKey());
   state.socket?.disconnect();
   state.socket = null;
-  state.auth = null;
+  state.token = null;
+  state.mode = null;
   setConnection("offline");
   showLogin();
 }
@@ -181,8 +205,10 @@ function setConnection(text) {
 
 function connectLive() {
   state.socket?.disconnect();
+  // Session mode sends no auth: the browser sends the cookie with the handshake and the
+  // server accepts it because the handshake's Origin is its own.
   const socket = io(`${location.origin}/${state.username}`, {
-    auth: { token: state.auth },
+    auth: state.mode === "token" ? { token: state.token } : undefined,
     transports: ["websocket"],
   });
   state.socket = socket;
