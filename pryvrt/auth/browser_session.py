@@ -99,18 +99,25 @@ class CookieStorage(EncryptedCookieStorage):
 
 
 STORAGE_KEY = web.AppKey("browser_session_storage", CookieStorage)
-# Set by the middleware: the cookie, when this request may use it ...
+# Set by the middleware: the cookie's session when this request may use it ...
+SESSION_KEY = web.RequestKey("browser_session", aiohttp_session.Session)
 COOKIE_KEY = web.RequestKey("browser_session_cookie", CookieSession)
-# ... or why it may not (kept for the 401 message), and whether the call used it.
+# ... or why it may not (kept for the 401 message); whether the call used it; whether the
+# response already sets or clears the cookie (login, logout).
 REFUSED_KEY = web.RequestKey("browser_session_refused", str)
 USED_KEY = web.RequestKey("browser_session_used", bool)
+ISSUED_KEY = web.RequestKey("browser_session_issued", bool)
 
 
 def setup(app: web.Application, secret_key: bytes, settings: Settings) -> CookieStorage:
-    """aiohttp-session's middleware and ours (after the error middleware)."""
+    """Our middleware (after the error middleware).
+
+    aiohttp-session's own middleware is not installed: it runs on every request (~5 µs,
+    with a string request key that makes aiohttp warn each time) to save sessions that
+    change in three places only; those save the cookie themselves.
+    """
     storage = CookieStorage(secret_key, settings)
     app[STORAGE_KEY] = storage
-    aiohttp_session.setup(app, storage)  # saves a changed session into the response
     app.middlewares.append(cookie_middleware)
     return storage
 
@@ -192,10 +199,12 @@ async def cookie_middleware(request: web.Request, handler: Handler) -> web.Strea
     storage = request.app[STORAGE_KEY]
     problem = dashboard_problem(request, storage.settings)
     if problem is None:
-        cookie = _cookie_of(await aiohttp_session.get_session(request))
+        session = await storage.load_session(request)
+        cookie = _cookie_of(session)
         if cookie is None:
             problem = "the cookie is expired or unreadable"
         else:
+            request[SESSION_KEY] = session
             request[COOKIE_KEY] = cookie
     if problem is not None:
         request[REFUSED_KEY] = problem
@@ -208,11 +217,17 @@ async def cookie_middleware(request: web.Request, handler: Handler) -> web.Strea
                 f"{exc.message} (the dashboard's cookie is not accepted here: {refused})"
             ) from None
         raise
-    if request.get(USED_KEY):
-        session = await aiohttp_session.get_session(request)
-        # (empty: logged out by this request; a new login's cookie is fresh anyway)
-        if "sid" in session and time.time() - session.created >= storage.refresh_after:
-            session["sid"] = session["sid"]  # marks it changed: re-encrypted, new Max-Age
+    loaded = request.get(SESSION_KEY)
+    if (
+        loaded is not None
+        and request.get(USED_KEY)
+        and not request.get(ISSUED_KEY)
+        and isinstance(response, web.Response)  # not a stream already sent
+        and not response.prepared
+        and time.time() - loaded.created >= storage.refresh_after
+    ):
+        loaded["sid"] = loaded["sid"]  # a new timestamp: re-encrypted, new Max-Age
+        await storage.save_session(request, response, loaded)
     return response
 
 
@@ -233,19 +248,25 @@ def cookie_of(request: web.Request) -> CookieSession | None:
     return request.get(COOKIE_KEY)
 
 
-async def remember(request: web.Request, username: str, session_id: str) -> None:
-    """Put a new session into the cookie (saved into the response by aiohttp-session)."""
-    session = await aiohttp_session.new_session(request)
+async def remember(
+    request: web.Request, response: web.StreamResponse, username: str, session_id: str
+) -> None:
+    """Set the cookie of a new session on ``response``."""
+    storage = request.app[STORAGE_KEY]
+    session = await storage.new_session()
     session["sid"] = session_id
     session["user"] = username.lower()
     # Kept for re-issues by requests that carry no Origin (same-origin GETs).
     session["secure"] = request.secure or page_is_https(request)
+    await storage.save_session(request, response, session)
+    request[ISSUED_KEY] = True
 
 
-async def forget(request: web.Request) -> None:
-    """Clear the cookie in the browser (``Max-Age=0``)."""
-    session = await aiohttp_session.get_session(request)
-    session.invalidate()
+async def forget(request: web.Request, response: web.StreamResponse) -> None:
+    """Clear the cookie in the browser (``Max-Age=0``) with ``response``."""
+    storage = request.app[STORAGE_KEY]
+    await storage.save_session(request, response, await storage.new_session())  # empty
+    request[ISSUED_KEY] = True
 
 
 # -- Socket.IO --------------------------------------------------------------------------------

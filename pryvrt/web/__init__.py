@@ -69,8 +69,9 @@ class DashboardSession:
                 await self._end(request, previous)
             except errors.ApiError as exc:
                 log.warning("previous dashboard session not ended: %s", exc.id)
-        await browser_session.remember(request, ctx.user.username, result["sessionID"])
-        return http.json_response({"username": ctx.user.username})
+        response = http.json_response({"username": ctx.user.username})
+        await browser_session.remember(request, response, ctx.user.username, result["sessionID"])
+        return response
 
     async def logout(self, request: web.Request, username: str) -> web.StreamResponse:
         """End the cookie's session (if it still lives) and clear the cookie."""
@@ -78,8 +79,9 @@ class DashboardSession:
         cookie = browser_session.cookie_of(request)
         if cookie is not None:
             await self._end(request, cookie)
-        await browser_session.forget(request)
-        return http.json_response({})
+        response = http.json_response({})
+        await browser_session.forget(request, response)
+        return response
 
     async def _end(self, request: web.Request, cookie: browser_session.CookieSession) -> None:
         ctx = self.transport.context(request, cookie.username)
