@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pryvrt.app import create_app
 from pryvrt.auth.browser_session import COOKIE_NAME, CSRF_HEADER
-from pryvrt.config import Settings
+from pryvrt.config import ConfigError, Settings
 from tests.conftest import Api, Reply
 from tests.sockets import connect
 
@@ -133,8 +133,24 @@ async def test_the_cookie_is_secure_when_configured(make_browser_api: BrowserApi
     api = await make_browser_api(cookie_secure=True)
     username = await api.register()
     # behind a TLS proxy the page's origin is https://, whatever this hop was
-    reply, _ = await dashboard_login(api, username, **page_headers(api, Origin=https(api)))
+    reply, cookie = await dashboard_login(api, username, **page_headers(api, Origin=https(api)))
     assert set_cookies(reply)[COOKIE_NAME]["secure"] is True
+    reply = await api.get(f"/{username}/channels", headers=page_headers(api, cookie))
+    assert reply.status == 401  # a page on http:// is not this site any more
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, None), ("auto", None), ("true", True), ("1", True), ("false", False), ("no", False)],
+)
+def test_pryvrt_cookie_secure_is_auto_true_or_false(raw: str | None, expected: bool | None) -> None:
+    env = {} if raw is None else {"PRYVRT_COOKIE_SECURE": raw}
+    assert Settings.from_env(env).cookie_secure is expected
+
+
+def test_a_malformed_pryvrt_cookie_secure_stops_the_server() -> None:
+    with pytest.raises(ConfigError, match="PRYVRT_COOKIE_SECURE"):
+        Settings.from_env({"PRYVRT_COOKIE_SECURE": "sometimes"})
 
 
 async def test_the_cookie_is_secure_when_the_page_is_https_behind_a_proxy(
