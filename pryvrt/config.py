@@ -74,8 +74,11 @@ class Settings:
     max_events_limit: int = 10_000
     # Seconds a request body may take to arrive (JSON: whole body; uploads: between reads).
     body_timeout: float = 30.0
-    # Sockets one user may hold open on one worker.
-    max_sockets_per_user: int = 100
+    # Sockets one credential may hold open on one worker.
+    max_sockets_per_credential: int = 100
+    # Sockets one user may hold open on one worker, all credentials together; shared and app
+    # tokens together stop max_sockets_per_credential short of it (the owner's headroom).
+    max_sockets_per_user: int = 1000
     login_max_failures: int = 5
     login_block_seconds: float = 300.0
     db_pool_size: int = 10
@@ -126,6 +129,9 @@ class Settings:
             max_batch_events=_int(env, "PRYVRT_MAX_BATCH_EVENTS", cls.max_batch_events, 1),
             max_events_limit=_int(env, "PRYVRT_MAX_EVENTS_LIMIT", cls.max_events_limit, 1),
             body_timeout=_float(env, "PRYVRT_BODY_TIMEOUT", cls.body_timeout),
+            max_sockets_per_credential=_int(
+                env, "PRYVRT_MAX_SOCKETS_PER_CREDENTIAL", cls.max_sockets_per_credential, 1
+            ),
             max_sockets_per_user=_int(
                 env, "PRYVRT_MAX_SOCKETS_PER_USER", cls.max_sockets_per_user, 1
             ),
@@ -145,6 +151,11 @@ class Settings:
         settings = replace(settings, **overrides) if overrides else settings
         if settings.workers < 1:
             raise ConfigError(f"the number of workers must be >= 1, got {settings.workers}")
+        if settings.max_sockets_per_user < settings.max_sockets_per_credential:
+            raise ConfigError(
+                "PRYVRT_MAX_SOCKETS_PER_USER must be >= PRYVRT_MAX_SOCKETS_PER_CREDENTIAL"
+                f" ({settings.max_sockets_per_user} < {settings.max_sockets_per_credential})"
+            )
         if settings.workers > 1 and not settings.redis_url:
             raise ConfigError(
                 f"{settings.workers} workers need REDIS_URL: without Redis, notifications"

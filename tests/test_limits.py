@@ -269,16 +269,24 @@ async def test_concurrent_connects_cannot_slip_past_the_socket_cap(make_api: App
 
 def test_the_new_limits_come_from_the_environment_and_malformed_values_fail() -> None:
     settings = Settings.from_env(
-        {"PRYVRT_BODY_TIMEOUT": "12.5", "PRYVRT_MAX_SOCKETS_PER_USER": "7"}
+        {
+            "PRYVRT_BODY_TIMEOUT": "12.5",
+            "PRYVRT_MAX_SOCKETS_PER_USER": "7",
+            "PRYVRT_MAX_SOCKETS_PER_CREDENTIAL": "3",
+        }
     )
     assert (settings.body_timeout, settings.max_sockets_per_user) == (12.5, 7)
+    assert settings.max_sockets_per_credential == 3
     defaults = Settings.from_env({})
-    assert (defaults.body_timeout, defaults.max_sockets_per_user) == (30.0, 100)
+    assert (defaults.body_timeout, defaults.max_sockets_per_user) == (30.0, 1000)
+    assert defaults.max_sockets_per_credential == 100
     for env in (
         {"PRYVRT_BODY_TIMEOUT": "soon"},
         {"PRYVRT_BODY_TIMEOUT": "0"},
         {"PRYVRT_MAX_SOCKETS_PER_USER": "0"},
         {"PRYVRT_MAX_SOCKETS_PER_USER": "many"},
+        {"PRYVRT_MAX_SOCKETS_PER_CREDENTIAL": "0"},
+        {"PRYVRT_MAX_SOCKETS_PER_USER": "50"},  # under the per-credential cap (100)
     ):
         with pytest.raises(ConfigError, match=next(iter(env))):
             Settings.from_env(env)

@@ -1,7 +1,8 @@
 """events.addAttachments / getAttachment / deleteAttachment, and files sent with events.create.
 
-Files travel only over HTTP (multipart in, a stream out): these methods are not callable
-over Socket.IO or in batches. Bytes live in PostgreSQL (see ``storage/attachments.py``).
+Files travel only over HTTP (multipart in, a stream out): adding and reading files are not
+callable over Socket.IO or in batches; deleting one carries no file and is. Bytes live in
+PostgreSQL (see ``storage/attachments.py``).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class AddParams(ChannelParams):
     "events.addAttachments",
     AddParams,
     channel_level=Level.CONTRIBUTE,
-    socket=False,
+    files=True,
     errors=(
         "UNKNOWN_EVENT",
         "PAYLOAD_TOO_LARGE",
@@ -140,7 +141,7 @@ def find_file(event: Event, file_name: str) -> dict[str, Any]:
     "events.getAttachment",
     FileParams,
     auth=Auth.NONE,
-    socket=False,
+    files=True,
     errors=("UNKNOWN_EVENT", "UNKNOWN_ATTACHMENT", "INVALID_TOKEN", "FORBIDDEN"),
 )
 async def get(ctx: CallContext, p: FileParams) -> Download:
@@ -221,7 +222,6 @@ class DeleteFileParams(ChannelParams):
     "events.deleteAttachment",
     DeleteFileParams,
     channel_level=Level.CONTRIBUTE,
-    socket=False,
     errors=("UNKNOWN_EVENT", "UNKNOWN_ATTACHMENT", "FORBIDDEN"),
 )
 async def delete(ctx: CallContext, p: DeleteFileParams) -> dict[str, Any]:

@@ -55,10 +55,16 @@ class Method:
     # channel (handlers refine per folder/item).
     channel_level: Level | None
     user_scoped: bool
-    # Callable over Socket.IO and inside batches (False for methods carrying files).
-    socket: bool
+    # Carries a file (an upload or a download): HTTP only. Every other method is callable
+    # over Socket.IO and inside batches (tests/test_registry.py enumerates them).
+    files: bool
     summary: str
     errors: tuple[str, ...]
+
+    @property
+    def socket(self) -> bool:
+        """Callable over Socket.IO and inside batches: every method that carries no file."""
+        return not self.files
 
 
 REGISTRY: dict[str, Method] = {}
@@ -71,7 +77,7 @@ def method(
     auth: Auth = Auth.ACCESS,
     channel_level: Level | None = None,
     user_scoped: bool = True,
-    socket: bool = True,
+    files: bool = False,
     errors: tuple[str, ...] = (),
 ) -> Callable[
     [Callable[[CallContext, P], Awaitable[Any]]], Callable[[CallContext, P], Awaitable[Any]]
@@ -93,7 +99,7 @@ def method(
             auth=auth,
             channel_level=channel_level,
             user_scoped=user_scoped,
-            socket=socket,
+            files=files,
             summary=doc[0] if doc else method_id,
             errors=errors,
         )

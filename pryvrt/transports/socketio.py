@@ -51,14 +51,19 @@ log = logging.getLogger(__name__)
 
 
 # The event name a packet gets when it is not a Socket.IO event we can read: invalid JSON
-# (see OrjsonJson.loads), or JSON that is not an array starting with a name (see Server).
+# (see SocketIoPacket), or JSON that is not an array starting with a name (see Server).
 UNDECODABLE = "\x00undecodable"
 
 
-class OrjsonJson:
-    """python-socketio's JSON hook: a module-like object whose ``dumps`` returns ``str``.
+class LenientJson:
+    """The JSON hook of Socket.IO packets (never engine.io's): a module-like object over orjson.
 
-    python-socketio stores it on its packet class, so it applies process-wide.
+    ``dumps`` accepts ``separators=`` and returns ``str``. ``loads`` turns invalid JSON (NaN,
+    1e400, nested over 1024 deep...) into an event named UNDECODABLE: python-socketio would
+    otherwise drop the packet and the caller would wait for an ack that never comes; the ack
+    id is parsed before the JSON, so the call still gets its error answer. Engine.io must not
+    get this hook: it tells its own text packets (``2probe`` during the polling → websocket
+    upgrade) from JSON by the ``ValueError`` of its hook.
     """
 
     @staticmethod
@@ -67,14 +72,39 @@ class OrjsonJson:
 
     @staticmethod
     def loads(data: str | bytes, **_: Any) -> Any:
-        """Invalid JSON (NaN, 1e400, nested over 1024 deep...) becomes an event named
-        UNDECODABLE: python-socketio would otherwise drop the packet and the caller would
-        wait for an ack that never comes. The ack id is parsed before the JSON, so the
-        call still gets its error answer."""
         try:
             return exact_json.loads(data)  # an integer beyond 64 bits is refused too
         except orjson.JSONDecodeError:
             return [UNDECODABLE]
+
+
+class SocketIoPacket(socketio.packet.Packet):
+    """Socket.IO packets with their own JSON hook.
+
+    Passed as ``serializer=`` rather than ``json=``: python-socketio's ``json=`` also sets
+    engine.io's process-wide packet hook (see LenientJson). Engine.io keeps the stdlib
+    ``json``: it decodes only handshake-sized packets.
+    """
+
+    json = LenientJson
+
+    def encode(self) -> Any:
+        """Every ack gets out: a result orjson cannot encode (nested over 255 levels, an
+        integer over 64 bits...) is answered with UNEXPECTED_ERROR, as HTTP answers 500,
+        instead of leaving the caller waiting for an ack that never comes."""
+        try:
+            return super().encode()
+        except orjson.JSONEncodeError as exc:
+            if self.packet_type != socketio.packet.ACK:
+                raise
+            log.error("socket ack not encodable: %s", exc)
+            self.data = [
+                errors.UnexpectedError(
+                    "unexpected error: the result could not be encoded"
+                ).to_dict(),
+                None,
+            ]
+            return super().encode()
 
 
 class Server(fanout.SocketServer):
@@ -175,7 +205,7 @@ class SocketTransport:
         self.sio = Server(
             async_mode="aiohttp",
             namespaces="*",
-            json=OrjsonJson,
+            serializer=SocketIoPacket,
             # Credentials travel in the handshake (auth or ?auth=), so a foreign origin gains
             # nothing by connecting: allow any origin, like the HTTP API. (The dashboard's
             # cookie counts only from our own origin: see browser_session.socket_credential.)
@@ -276,18 +306,13 @@ class SocketTransport:
             return False  # the client left while we checked its credential
         assert ctx.user is not None and ctx.credential is not None
         # Checked after the last await, so concurrent connects cannot all slip under the cap.
-        held = len(self.by_user.get(ctx.user.id, ()))
-        if held >= self.services.settings.max_sockets_per_user:
+        refused = self._over_cap(ctx.user.id, ctx.credential, access)
+        if refused is not None:
             log.warning(
                 "socket refused: too many sockets",
                 extra={"request_id": ctx.request_id, "username": ctx.user.username},
             )
-            raise refusal(
-                errors.TooManySockets(
-                    f"this user already has {held} open sockets on this server"
-                    f" (PRYVRT_MAX_SOCKETS_PER_USER)"
-                )
-            )
+            raise refusal(refused)
         peer = Peer(
             sid,
             namespace,
@@ -306,6 +331,38 @@ class SocketTransport:
         )
         await self.services.bus.subscribe(peer.user.id)
         return True
+
+    def _over_cap(self, user_id: str, credential: str, access: Access) -> errors.ApiError | None:
+        """TOO_MANY_SOCKETS when one more socket would pass a cap on this worker: per
+        credential, per user, or, for shared and app tokens, the user's cap less the
+        headroom kept for the owner's sessions and personal tokens (one credential's worth):
+        however many sockets a shared token opens, the owner can still connect."""
+        settings = self.services.settings
+        group = self.by_user.get(user_id, {})
+        same = shared = 0
+        for peer in group.values():
+            # Constant time, like every comparison of a credential.
+            same += hmac.compare_digest(peer.credential.encode(), credential.encode())
+            shared += not peer.access.is_full
+        per_credential = settings.max_sockets_per_credential
+        per_user = settings.max_sockets_per_user
+        if same >= per_credential:
+            return errors.TooManySockets(
+                f"this credential already has {same} open sockets on this server"
+                " (PRYVRT_MAX_SOCKETS_PER_CREDENTIAL)"
+            )
+        if len(group) >= per_user:
+            return errors.TooManySockets(
+                f"this user already has {len(group)} open sockets on this server"
+                " (PRYVRT_MAX_SOCKETS_PER_USER)"
+            )
+        if not access.is_full and shared >= per_user - per_credential:
+            return errors.TooManySockets(
+                f"this user's shared tokens already hold {shared} open sockets on this server;"
+                " the rest is kept for the owner's sessions and personal tokens"
+                " (PRYVRT_MAX_SOCKETS_PER_USER less PRYVRT_MAX_SOCKETS_PER_CREDENTIAL)"
+            )
+        return None
 
     def _alive(self, sid: str, namespace: str) -> bool:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
