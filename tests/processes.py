@@ -24,13 +24,16 @@ PRYVRT = (sys.executable, "-m", "pryvrt")
 
 
 class Worker:
-    """A ``pryvrt serve`` process on a loopback port; its log goes to a file."""
+    """A ``pryvrt serve`` process on a loopback port (a free one unless ``port`` is given,
+    e.g. to restart a server where its clients expect it); its log goes to a file."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, *args: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, *args: str, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"worker-{self.port}.log"
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [*PRYVRT, "serve", "--host=127.0.0.1", f"--port={self.port}", *args],
                 env=env,

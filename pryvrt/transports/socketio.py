@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+import engineio
 import orjson
 import socketio
 from aiohttp import web
@@ -122,6 +123,23 @@ class Server(fanout.SocketServer):
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
             data = [UNDECODABLE]
         return await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        """A long-polling client that closes its session gets its pending GET answered at
+        once (with a NOOP), as engine.io in node does. python-engineio leaves that GET
+        waiting up to ping interval + timeout (45 s), and python-socketio's clients wait
+        for it: ``disconnect()`` took that long. (``_handle_eio_disconnect`` is internal:
+        see above.) Only the client's own close (sent with ``abort``, so nothing waits for
+        the queue to drain) of a socket still on polling."""
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        socket = self.eio.sockets.get(eio_sid)
+        if (
+            reason == self.reason.CLIENT_DISCONNECT
+            and socket is not None
+            and not socket.upgraded
+            and not socket.upgrading
+        ):
+            socket.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))
 
 
 @dataclass(eq=False, slots=True)
@@ -514,9 +532,12 @@ class SocketTransport:
     async def shutdown(self, app: web.Application) -> None:
         """Close every socket before aiohttp waits for open connections (which could hang).
 
-        Engine.IO sockets are closed without a Socket.IO disconnect packet, so clients see a
-        transport close and reconnect (to another worker) on their own. Runs once (the
-        graceful stop calls it before draining HTTP requests, aiohttp again on shutdown).
+        Connections are dropped without a Socket.IO disconnect packet and without an
+        Engine.IO CLOSE packet, so clients see a transport close and reconnect (to another
+        worker, or to this server once restarted) on their own. (python-socketio's clients
+        take an Engine.IO CLOSE for a deliberate disconnect and never reconnect; the
+        JavaScript client reconnects either way.) Runs once (the graceful stop calls it
+        before draining HTTP requests, aiohttp again on shutdown).
         """
         if self.closing:
             return
@@ -526,8 +547,9 @@ class SocketTransport:
         eio = self.sio.eio
         for socket in list(eio.sockets.values()):
             try:
-                await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
-                # Wake the websocket writer: it sends the CLOSE packet, then closes.
+                await socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+                # Wake the writer: a websocket's closes its connection, a pending long-poll
+                # answers with no packet (the client's next poll finds no session).
                 socket.queue.put_nowait(None)
             except Exception:  # pragma: no cover - best effort while stopping
                 log.debug("engine.io close failed", exc_info=True)
