@@ -158,7 +158,7 @@ async def test_default_transport_clients_on_both_servers_hear_each_others_writes
         assert cluster.backend_of(client.get_sid(f"/{username}")) == 1
 
         # a write through backend 1 reaches the socket on backend 0
-        error, created = await client.call(
+        error, _ = await client.call(
             "events.create",
             {"channelId": channel, "type": "note/txt", "content": "from python"},
             namespace=f"/{username}",
