@@ -13,6 +13,7 @@ import socketio
 
 from pryvrt.methods.registry import REGISTRY
 from pryvrt.transports.http import ROUTES
+from pryvrt.transports.socketio import SOCKETIO_KEY
 from tests.conftest import Api
 from tests.sockets import connect
 
@@ -125,6 +126,10 @@ def test_engineio_keeps_a_json_hook_that_refuses_non_json_text(api: Api) -> None
 async def test_a_client_left_at_its_default_transports_ends_on_websocket(api: Api) -> None:
     username, session = await api.user()
     client = socketio.AsyncClient(reconnection=False)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    client.on(
+        "channelsChanged", lambda: heard.put_nowait("channelsChanged"), namespace=f"/{username}"
+    )
     await client.connect(
         url(api).rstrip("/"), namespaces=[f"/{username}"], auth={"token": session}, wait_timeout=5
     )
@@ -134,6 +139,11 @@ async def test_a_client_left_at_its_default_transports_ends_on_websocket(api: Ap
                 await asyncio.sleep(0.02)
         reply = await client.call("channels.get", {}, namespace=f"/{username}", timeout=5)
         assert list(reply) == [None, []]
+        # once upgraded, its notifications and acks take the direct write (transports.fanout)
+        server = api.client.server.app[SOCKETIO_KEY].sio
+        assert server.direct(client.eio.sid) is not None
+        await api.post(f"/{username}/channels", {"name": "after-upgrade"}, auth=session)
+        assert await asyncio.wait_for(heard.get(), 5) == "channelsChanged"
     finally:
         await client.disconnect()
 
