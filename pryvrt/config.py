@@ -14,6 +14,9 @@ class ConfigError(ValueError):
 
 
 REGISTRATION_MODES = ("open", "key", "closed")
+# folders.get nests two JSON levels per folder level, plus clientData (at most 64 levels):
+# deeper than this, answers would pass orjson's 255-level limit.
+FOLDER_DEPTH_CEILING = 64
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -79,6 +82,9 @@ class Settings:
     # Sockets one user may hold open on one worker, all credentials together; shared and app
     # tokens together stop max_sockets_per_credential short of it (the owner's headroom).
     max_sockets_per_user: int = 1000
+    # Folders: nesting depth and count per channel (each call loads a channel's whole tree).
+    max_folder_depth: int = 32
+    max_folders_per_channel: int = 10_000
     login_max_failures: int = 5
     login_block_seconds: float = 300.0
     db_pool_size: int = 10
@@ -135,6 +141,10 @@ class Settings:
             max_sockets_per_user=_int(
                 env, "PRYVRT_MAX_SOCKETS_PER_USER", cls.max_sockets_per_user, 1
             ),
+            max_folder_depth=_int(env, "PRYVRT_MAX_FOLDER_DEPTH", cls.max_folder_depth, 1),
+            max_folders_per_channel=_int(
+                env, "PRYVRT_MAX_FOLDERS_PER_CHANNEL", cls.max_folders_per_channel, 1
+            ),
             login_max_failures=_int(env, "PRYVRT_LOGIN_MAX_FAILURES", cls.login_max_failures, 1),
             login_block_seconds=_float(env, "PRYVRT_LOGIN_BLOCK_SECONDS", cls.login_block_seconds),
             db_pool_size=_int(env, "PRYVRT_DB_POOL_SIZE", cls.db_pool_size, 1),
@@ -149,6 +159,11 @@ class Settings:
             cookie_secure=_tristate(env, "PRYVRT_COOKIE_SECURE"),
         )
         settings = replace(settings, **overrides) if overrides else settings
+        if not 1 <= settings.max_folder_depth <= FOLDER_DEPTH_CEILING:
+            raise ConfigError(
+                f"PRYVRT_MAX_FOLDER_DEPTH must be between 1 and {FOLDER_DEPTH_CEILING},"
+                f" got {settings.max_folder_depth}"
+            )
         if settings.workers < 1:
             raise ConfigError(f"the number of workers must be >= 1, got {settings.workers}")
         if settings.max_sockets_per_user < settings.max_sockets_per_credential:

@@ -1,7 +1,11 @@
 """A channel's folder tree in memory, and what a credential reaches in it (API.md §5, §7).
 
-Channels hold at most a few thousand folders, so a call loads the whole tree once and
-answers every ancestry, subtree and permission question from memory.
+A call loads the channel's folders once and answers every ancestry, subtree and permission
+question from memory. Every question about all the folders (trash and hidden state,
+levels, depths) is answered by one pass from the root level down, parents before
+children: linear in the number of folders whatever the shape of the tree. Depth and the
+number of folders are bounded by settings (``PRYVRT_MAX_FOLDER_DEPTH``,
+``PRYVRT_MAX_FOLDERS_PER_CHANNEL``), checked by the folder writes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,33 @@ class FolderTree:
         self.children: dict[str | None, list[Folder]] = {}
         for folder in folders:
             self.children.setdefault(folder.parent_id, []).append(folder)
+        # Parents before children; depth 1 = root level. A folder whose parent is missing,
+        # or a cycle (a bug: the writes refuse it), is taken as a root: never loop forever.
+        self.order: list[Folder] = []
+        self.depth: dict[str, int] = {}
+        roots = [f for f in folders if f.parent_id is None or f.parent_id not in self.by_id]
+        self._walk(roots)
+        if len(self.order) < len(self.by_id):
+            self._walk([f for f in folders if f.id not in self.depth])
+        self._trashed: set[str] | None = None
+        self._hidden: set[str] | None = None
+        self._levels: tuple[Access, str, dict[str, Level | None]] | None = None
+
+    def _walk(self, starts: Iterable[Folder]) -> None:
+        for start in starts:
+            if start.id in self.depth:
+                continue
+            self.depth[start.id] = 1
+            index = len(self.order)
+            self.order.append(start)
+            while index < len(self.order):  # grows while walking: breadth first
+                folder = self.order[index]
+                index += 1
+                below = self.depth[folder.id] + 1
+                for child in self.children.get(folder.id, ()):
+                    if child.id not in self.depth:
+                        self.depth[child.id] = below
+                        self.order.append(child)
 
     def get(self, folder_id: str) -> Folder | None:
         return self.by_id.get(folder_id)
@@ -29,42 +60,71 @@ class FolderTree:
         """Ids from the parent up to the root level."""
         path: list[str] = []
         folder = self.by_id.get(folder_id)
-        while folder is not None and folder.parent_id is not None:
-            if folder.parent_id in path:  # a cycle would be a bug: never loop forever
+        for _ in range(self.depth.get(folder_id, 1) - 1):  # depth bounds the walk: no cycle
+            if folder is None or folder.parent_id is None:
                 break
             path.append(folder.parent_id)
             folder = self.by_id.get(folder.parent_id)
         return path
 
     def subtree(self, folder_id: str) -> list[str]:
-        """The folder's id and the ids of all its descendants."""
-        result = [folder_id]
-        seen = {folder_id}
+        """The folder's id and the ids of all its descendants, breadth first."""
+        return self._below([folder_id], set())
+
+    def subtrees(self, folder_ids: Iterable[str]) -> set[str]:
+        """The folders and all their descendants (each folder visited once)."""
+        seen: set[str] = set()
+        for folder_id in folder_ids:
+            if folder_id not in seen:
+                self._below([folder_id], seen)
+        return seen
+
+    def _below(self, result: list[str], seen: set[str]) -> list[str]:
+        seen.update(result)
         for current in result:  # grows while iterating: a breadth-first walk
             for child in self.children.get(current, ()):
-                if child.id not in seen:  # a cycle would be a bug: never loop forever
+                if child.id not in seen:
                     seen.add(child.id)
                     result.append(child.id)
         return result
 
-    def subtrees(self, folder_ids: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        for folder_id in folder_ids:
-            if folder_id not in found:
-                found.update(self.subtree(folder_id))
-        return found
+    def height(self, folder_id: str) -> int:
+        """Levels of the folder's subtree: 1 for a folder with no children."""
+        top = self.depth.get(folder_id, 1)
+        return max(self.depth.get(f, top) for f in self.subtree(folder_id)) - top + 1
 
-    def path(self, folder_id: str) -> list[Folder]:
-        """The folder and its ancestors."""
-        ids = [folder_id, *self.ancestors(folder_id)]
-        return [self.by_id[i] for i in ids if i in self.by_id]
+    def _inherited(self, flag: str) -> set[str]:
+        """Folders where ``flag`` is set on the folder or on one of its ancestors."""
+        found: set[str] = set()
+        for folder in self.order:
+            if getattr(folder, flag) or folder.parent_id in found:
+                found.add(folder.id)
+        return found
 
     def trashed_in_path(self, folder_id: str) -> bool:
         """True when the folder or one of its ancestors is in the trash."""
-        return any(f.trashed for f in self.path(folder_id))
+        if self._trashed is None:
+            self._trashed = self._inherited("trashed")
+        return folder_id in self._trashed
 
     def hidden_in_path(self, folder_id: str) -> bool:
-        return any(f.hidden for f in self.path(folder_id))
+        if self._hidden is None:
+            self._hidden = self._inherited("hidden")
+        return folder_id in self._hidden
+
+    def levels(self, access: Access, channel_id: str) -> dict[str, Level | None]:
+        """The credential's level on every folder (the highest along its path), computed
+        once per tree and credential."""
+        cached = self._levels
+        if cached is not None and cached[0] is access and cached[1] == channel_id:
+            return cached[2]
+        levels: dict[str, Level | None] = {}
+        for folder in self.order:
+            own = access.folder_level(channel_id, folder.id)  # the channel's or a direct grant
+            above = levels.get(folder.parent_id) if folder.parent_id is not None else None
+            levels[folder.id] = above if own is None or (above is not None and above > own) else own
+        self._levels = (access, channel_id, levels)
+        return levels
 
 
 def level_on(
@@ -73,8 +133,9 @@ def level_on(
     """The credential's level on a folder (``None``: the events with no folder)."""
     if access.is_full:
         return Level.MANAGE
-    ancestors = tree.ancestors(folder_id) if folder_id is not None else ()
-    return access.folder_level(channel_id, folder_id, ancestors)
+    if folder_id is None or folder_id not in tree.by_id:
+        return access.folder_level(channel_id, folder_id)
+    return tree.levels(access, channel_id)[folder_id]
 
 
 def require_level(
@@ -101,7 +162,7 @@ def readable_folders(access: Access, channel_id: str, tree: FolderTree) -> set[s
     """The folders a folder-restricted credential can read; ``None`` when it reads them all."""
     if not access.is_folder_restricted(channel_id):
         return None
-    return {f for f in tree.by_id if level_on(access, channel_id, tree, f) is not None}
+    return {f for f, level in tree.levels(access, channel_id).items() if level is not None}
 
 
 def check_folder_refs(tree: FolderTree, folder_ids: Iterable[str]) -> None:

@@ -88,8 +88,18 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
     if p.timeCountBase is not None:
         counts = await time_counts(ctx, tree, p.channelId, p.timeCountBase)
 
-    # No recursion (trees may be deep): folders come sorted by name, so appending each
-    # node to its parent's children in that order sorts every level.
+    # No recursion (trees may be deep). The answer nests at most PRYVRT_MAX_FOLDER_DEPTH
+    # levels: a deeper folder (stored before the limit, or before it was lowered) appears
+    # at the top level with its parentId, like a folder whose parent is not shown, so that
+    # every answer can be encoded. Nesting is decided parents first (the tree's order)...
+    max_depth = ctx.settings.max_folder_depth
+    nesting: dict[str, int] = {}
+    for folder in tree.order:
+        if folder.id in visible:
+            above = nesting.get(folder.parent_id, max_depth) if folder.parent_id else max_depth
+            nesting[folder.id] = 1 if above >= max_depth else above + 1
+    # ... then folders come sorted by name: appending each node to its parent's children
+    # in that order sorts every level.
     shown = [f for f in folders if f.id in visible]
     nodes = {f.id: {**f.to_api(), "children": []} for f in shown}
     top: list[dict[str, Any]] = []
@@ -97,8 +107,10 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
         node = nodes[folder.id]
         if counts is not None:
             node["timeCount"] = counts.get(folder.id, 0.0)
-        parent = nodes.get(folder.parent_id) if folder.parent_id is not None else None
-        (top if parent is None else parent["children"]).append(node)
+        if nesting[folder.id] == 1:
+            top.append(node)
+        else:
+            nodes[folder.parent_id]["children"].append(node)  # type: ignore[index]
     return top
 
 
@@ -156,6 +168,7 @@ async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
         refuse_trashed_channel(channel)
         if p.parentId is not None and tree.trashed_in_path(p.parentId):
             raise trashed_folder(p.parentId)
+        check_bounds(ctx, tree, p.parentId, height=1, added=1)
         folder = Folder(
             id=p.id or new_id(),
             channel_id=channel.id,
@@ -174,16 +187,41 @@ async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
     return {"id": folder.id}
 
 
-def check_move(
-    access: Access, channel_id: str, tree: FolderTree, folder: Folder, to: str | None
+def check_bounds(
+    ctx: CallContext, tree: FolderTree, parent_id: str | None, *, height: int, added: int
 ) -> None:
-    """The new parent exists, is managed by the credential, and is not inside the folder."""
-    check_parent(access, channel_id, tree, to)
-    if to is not None and to in tree.subtree(folder.id):
+    """400 INVALID_OPERATION when placing ``height`` levels of folders under ``parent_id``
+    would nest deeper than PRYVRT_MAX_FOLDER_DEPTH, or ``added`` new folders would exceed
+    PRYVRT_MAX_FOLDERS_PER_CHANNEL. Both keep every call on the tree short, and its
+    answer encodable (JSON nesting)."""
+    max_depth = ctx.settings.max_folder_depth
+    depth = (tree.depth.get(parent_id, 1) if parent_id is not None else 0) + height
+    if depth > max_depth:
+        raise errors.InvalidOperation(
+            f"folders nest at most {max_depth} levels deep (PRYVRT_MAX_FOLDER_DEPTH);"
+            f" this would make {depth}",
+            {"maxFolderDepth": max_depth, "depth": depth},
+        )
+    max_folders = ctx.settings.max_folders_per_channel
+    if added and len(tree.by_id) + added > max_folders:
+        raise errors.InvalidOperation(
+            f"a channel holds at most {max_folders} folders (PRYVRT_MAX_FOLDERS_PER_CHANNEL)",
+            {"maxFoldersPerChannel": max_folders},
+        )
+
+
+def check_move(
+    ctx: CallContext, channel_id: str, tree: FolderTree, folder: Folder, to: str | None
+) -> None:
+    """The new parent exists, is managed by the credential, is not inside the folder, and
+    the folder's subtree fits under it (depth limit)."""
+    check_parent(ctx.require_access(), channel_id, tree, to)
+    if to is not None and (to == folder.id or folder.id in tree.ancestors(to)):
         raise errors.InvalidOperation(
             "a folder cannot move under itself or one of its descendants",
             {"folderId": folder.id, "parentId": to},
         )
+    check_bounds(ctx, tree, to, height=tree.height(folder.id), added=0)
 
 
 class UpdateParams(ChannelParams):
@@ -215,7 +253,7 @@ async def _edit(ctx: CallContext, folder_id: str, p: UpdateParams | MoveParams) 
         require_level(access, channel.id, tree, folder.id, Level.MANAGE)
         changed = replace(folder, modified=time.time())
         if "parentId" in p.model_fields_set and p.parentId != folder.parent_id:
-            check_move(access, channel.id, tree, folder, p.parentId)
+            check_move(ctx, channel.id, tree, folder, p.parentId)
             changed = replace(changed, parent_id=p.parentId)
         if isinstance(p, UpdateParams):
             if p.clientData is not None:
