@@ -13,7 +13,7 @@ from pryvrt import methods  # noqa: F401  (registers every method)
 from pryvrt import web as web_dashboard
 from pryvrt.auth.cache import AccessCache
 from pryvrt.auth.secret_key import load_secret_key
-from pryvrt.auth.throttle import LoginThrottle
+from pryvrt.auth.throttle import CredentialThrottle, LoginThrottle
 from pryvrt.config import Settings
 from pryvrt.methods.context import Services
 from pryvrt.notify import Bus, LocalBus
@@ -83,7 +83,14 @@ def create_app(settings: Settings) -> web.Application:
         settings=settings,
         storage=Storage(),  # attached to its pool in database_ctx
         bus=bus,
-        throttle=LoginThrottle(settings.login_max_failures, settings.login_block_seconds),
+        throttle=LoginThrottle(
+            settings.login_max_failures,
+            settings.login_max_failures_per_ip,
+            settings.login_block_seconds,
+        ),
+        credential_throttle=CredentialThrottle(
+            settings.token_max_failures_per_ip, settings.token_block_seconds
+        ),
         cache=cache,
         secret_key=load_secret_key(settings),
     )

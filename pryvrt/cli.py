@@ -96,7 +96,7 @@ def _signal_ready(fd: int) -> None:
 
 async def _create_user(settings: Settings, username: str, password: str, email: str | None) -> None:
     from pryvrt import methods  # noqa: F401
-    from pryvrt.auth.throttle import LoginThrottle
+    from pryvrt.auth.throttle import CredentialThrottle, LoginThrottle
     from pryvrt.methods import registry
     from pryvrt.methods.context import CallContext, Services
     from pryvrt.notify import LocalBus
@@ -113,7 +113,9 @@ async def _create_user(settings: Settings, username: str, password: str, email: 
         await apply_schema(pool)
         storage = Storage()
         storage.attach(pool)
-        services = Services(settings, storage, LocalBus(), LoginThrottle(1, 1))
+        services = Services(
+            settings, storage, LocalBus(), LoginThrottle(1, 1, 1), CredentialThrottle(1, 1)
+        )
         ctx = CallContext(
             services,
             transport="cli",

@@ -85,8 +85,14 @@ class Settings:
     # Folders: nesting depth and count per channel (each call loads a channel's whole tree).
     max_folder_depth: int = 32
     max_folders_per_channel: int = 10_000
+    # Failed logins per username, and per client address (guesses spread over accounts),
+    # in a window of login_block_seconds; then 429 until the window ends.
     login_max_failures: int = 5
+    login_max_failures_per_ip: int = 50
     login_block_seconds: float = 300.0
+    # Wrong credentials (401 INVALID_TOKEN) per client address in token_block_seconds.
+    token_max_failures_per_ip: int = 100
+    token_block_seconds: float = 60.0
     db_pool_size: int = 10
     db_timeout: float = 10.0
     password_hash_fast: bool = False
@@ -146,7 +152,14 @@ class Settings:
                 env, "PRYVRT_MAX_FOLDERS_PER_CHANNEL", cls.max_folders_per_channel, 1
             ),
             login_max_failures=_int(env, "PRYVRT_LOGIN_MAX_FAILURES", cls.login_max_failures, 1),
+            login_max_failures_per_ip=_int(
+                env, "PRYVRT_LOGIN_MAX_FAILURES_PER_IP", cls.login_max_failures_per_ip, 1
+            ),
             login_block_seconds=_float(env, "PRYVRT_LOGIN_BLOCK_SECONDS", cls.login_block_seconds),
+            token_max_failures_per_ip=_int(
+                env, "PRYVRT_TOKEN_MAX_FAILURES_PER_IP", cls.token_max_failures_per_ip, 1
+            ),
+            token_block_seconds=_float(env, "PRYVRT_TOKEN_BLOCK_SECONDS", cls.token_block_seconds),
             db_pool_size=_int(env, "PRYVRT_DB_POOL_SIZE", cls.db_pool_size, 1),
             db_timeout=_float(env, "PRYVRT_DB_TIMEOUT", cls.db_timeout),
             cache_seconds=_float(env, "PRYVRT_CACHE_SECONDS", cls.cache_seconds, allow_zero=True),

@@ -58,7 +58,7 @@ async def test_repeated_failed_logins_answer_429_even_with_the_right_password(
 
 
 async def test_failures_from_one_ip_throttle_other_usernames_too(make_api: AppFactory) -> None:
-    api = await make_api(login_max_failures=2, login_block_seconds=60)
+    api = await make_api(login_max_failures=5, login_max_failures_per_ip=2, login_block_seconds=60)
     first = await api.register()
     second = await api.register()
     for _ in range(2):

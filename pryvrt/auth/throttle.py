@@ -1,43 +1,218 @@
-"""Login throttling: too many failures for a username or an IP → 429 for a while.
+"""Throttling of guesses: failed logins (per username and per client address) and wrong
+credentials (per client address) answer 429 TOO_MANY_REQUESTS for a while.
+
+Each key counts its failures in a window that starts at its first failure and lasts
+``block_seconds``; at ``limit`` failures the key is refused until the window ends. An
+attempt is counted *before* it is checked (reserved), so concurrent guesses cannot all
+slip in before the first failure is recorded, and taken back only when it succeeded.
+A success never clears another key: a login clears its own username's failures, never
+the address's, so guesses spread over accounts cannot be laundered by logging in to one.
 
 Counts live in the worker's memory: with N workers, a client may get up to N times the
-limit before every worker blocks it. Good enough against password guessing, no extra service.
+limit before every worker refuses it. Client addresses are counted per IPv4 address and
+per IPv6 /64 (one host usually holds a whole /64).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
+import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+
+from pryvrt import errors
+
+# Keys kept at most (memory under a spray of addresses); expired ones are dropped first.
+MAX_KEYS = 100_000
 
 
-@dataclass
+def address_key(ip: str | None) -> str:
+    """The throttling key of a client address: the IPv4 address, or the IPv6 /64."""
+    if not ip:
+        return "ip:?"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return f"ip:{ip}"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"ip:{address.ipv4_mapped}"
+        return f"ip:{ipaddress.ip_network((address, 64), strict=False)}"
+    return f"ip:{address}"
+
+
+class FailureWindows:
+    """Failures per key, in windows of ``block_seconds`` from each key's first failure, and
+    the attempts in progress (pending) per key."""
+
+    def __init__(self, block_seconds: float, max_keys: int = MAX_KEYS) -> None:
+        self.block_seconds = block_seconds
+        self.max_keys = max_keys
+        self._windows: dict[str, tuple[int, float]] = {}  # key -> (failures, window start)
+        self._pending: dict[str, int] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def _failures(self, key: str, now: float) -> tuple[int, float]:
+        count, since = self._windows.get(key, (0, now))
+        if now - since >= self.block_seconds:
+            self._windows.pop(key, None)
+            return 0, now
+        return count, since
+
+    def retry_after(self, key: str, limit: int) -> float:
+        """Seconds before ``key`` may try again; 0 when it is not refused."""
+        now = time.monotonic()
+        count, since = self._failures(key, now)
+        return self.block_seconds - (now - since) if count >= limit else 0.0
+
+    async def reserve(self, limits: Sequence[tuple[str, int]]) -> float:
+        """Count one attempt in progress on every key and answer 0; or answer the seconds
+        to wait when a key is refused. While the attempts in progress could still reach a
+        key's limit, wait for them to end: never more than ``limit`` failures are checked
+        in a window, and concurrent good attempts are delayed, not refused."""
+        while True:
+            wait = max(self.retry_after(key, limit) for key, limit in limits)
+            if wait > 0:
+                return wait
+            now = time.monotonic()
+            full = next(
+                (
+                    key
+                    for key, limit in limits
+                    if self._failures(key, now)[0] + self._pending.get(key, 0) >= limit
+                ),
+                None,
+            )
+            if full is None:
+                break
+            waiter = asyncio.get_running_loop().create_future()
+            waiters = self._waiters.setdefault(full, [])
+            waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                    with contextlib.suppress(ValueError):
+                        waiters.remove(waiter)
+        for key, _ in limits:
+            self._pending[key] = self._pending.get(key, 0) + 1
+        return 0.0
+
+    def end(self, keys: Iterable[str], *, failed: bool) -> None:
+        """An attempt reserved on ``keys`` ended (a failure is counted); wake the waiters."""
+        now = time.monotonic()
+        for key in keys:
+            left = self._pending.get(key, 0) - 1
+            if left > 0:
+                self._pending[key] = left
+            else:
+                self._pending.pop(key, None)
+            if failed:
+                count, since = self._failures(key, now)
+                self._windows[key] = (count + 1, since)
+            for waiter in self._waiters.pop(key, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+        if len(self._windows) > self.max_keys:
+            self._trim(now)
+
+    def clear(self, key: str) -> None:
+        self._windows.pop(key, None)
+
+    def _trim(self, now: float) -> None:
+        for key, (_, since) in list(self._windows.items()):
+            if now - since >= self.block_seconds:
+                del self._windows[key]
+        # Still full: drop the oldest windows (the first to end anyway).
+        for key in list(self._windows)[: len(self._windows) - self.max_keys]:
+            del self._windows[key]
+
+
+def too_many(what: str, wait: float) -> errors.ApiError:
+    """429 TOO_MANY_REQUESTS; ``data.retryAfter`` (whole seconds) becomes ``Retry-After``."""
+    return errors.TooManyRequests(
+        f"too many {what}; try again in {math.ceil(wait)} s",
+        {"retryAfter": max(1, math.ceil(wait))},
+    )
+
+
+class Attempt:
+    """One attempt in progress, used as ``async with``: it counts as a failure unless
+    ``succeeded()`` was called, or the block raised one of ``unchecked`` (nothing was
+    checked: the database failed first)."""
+
+    def __init__(
+        self,
+        windows: FailureWindows,
+        limits: tuple[tuple[str, int], ...],
+        what: str,
+        *,
+        clears: str | None = None,
+        unchecked: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self._windows = windows
+        self._limits = limits
+        self._what = what
+        self._clears = clears
+        self._unchecked = unchecked
+        self._succeeded = False
+
+    async def __aenter__(self) -> Attempt:
+        wait = await self._windows.reserve(self._limits)
+        if wait > 0:
+            raise too_many(self._what, wait)
+        return self
+
+    def succeeded(self) -> None:
+        self._succeeded = True
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        unchecked = kind is not None and issubclass(kind, self._unchecked)
+        failed = not self._succeeded and not unchecked
+        self._windows.end([key for key, _ in self._limits], failed=failed)
+        if self._succeeded and self._clears is not None:
+            self._windows.clear(self._clears)
+
+
 class LoginThrottle:
-    max_failures: int
-    block_seconds: float
-    _failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Failed logins: at most ``per_user`` per username and ``per_ip`` per client address
+    in ``block_seconds``. The username limit comes first and is low (a typing user blocks
+    only that account); the address limit is much higher and catches guesses spread over
+    many accounts. A success clears its own username's failures, never the address's."""
 
-    def blocked(self, *keys: str) -> float:
-        """Seconds left before any of the keys may try again (0 when none is blocked)."""
-        now = time.monotonic()
-        left = 0.0
-        for key in keys:
-            count, since = self._failures.get(key, (0, now))
-            if now - since >= self.block_seconds:
-                self._failures.pop(key, None)
-            elif count >= self.max_failures:
-                left = max(left, self.block_seconds - (now - since))
-        return left
+    def __init__(self, per_user: int, per_ip: int, block_seconds: float) -> None:
+        self.per_user = per_user
+        self.per_ip = per_ip
+        self.windows = FailureWindows(block_seconds)
 
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        for key in keys:
-            count, since = self._failures.get(key, (0, now))
-            if now - since >= self.block_seconds:
-                count, since = 0, now
-            self._failures[key] = (count + 1, since)
-        if len(self._failures) > 100_000:  # bound memory under a spray of usernames
-            self._failures.clear()
+    def attempt(
+        self, user_id: str, ip: str | None, unchecked: tuple[type[BaseException], ...] = ()
+    ) -> Attempt:
+        """``async with`` it around the password check (429 when refused)."""
+        user_key = f"user:{user_id}"
+        limits = ((user_key, self.per_user), (address_key(ip), self.per_ip))
+        return Attempt(self.windows, limits, "failed logins", clears=user_key, unchecked=unchecked)
 
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+
+class CredentialThrottle:
+    """Wrong credentials (401 INVALID_TOKEN): at most ``per_ip`` per client address in
+    ``block_seconds``. While an address is refused, every credential it presents is
+    refused too, valid ones included: answering those would tell a guesser it found one."""
+
+    def __init__(self, per_ip: int, block_seconds: float) -> None:
+        self.per_ip = per_ip
+        self.windows = FailureWindows(block_seconds)
+
+    def check(self, ip: str | None) -> None:
+        """Raise 429 while the address is refused (no attempt is counted)."""
+        wait = self.windows.retry_after(address_key(ip), self.per_ip)
+        if wait > 0:
+            raise too_many("wrong credentials", wait)
+
+    def attempt(self, ip: str | None, unchecked: tuple[type[BaseException], ...] = ()) -> Attempt:
+        """``async with`` it around the credential check (429 when refused)."""
+        limits = ((address_key(ip), self.per_ip),)
+        return Attempt(self.windows, limits, "wrong credentials", unchecked=unchecked)

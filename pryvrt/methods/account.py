@@ -13,7 +13,7 @@ from pryvrt.auth.passwords import DUMMY_HASH, hash_password, verify_password
 from pryvrt.ids import new_id, new_secret
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.params import ItemRef, Name, Params, raw_max_length
-from pryvrt.methods.registry import USERNAME_PATTERN, Auth, method
+from pryvrt.methods.registry import DB_UNAVAILABLE, USERNAME_PATTERN, Auth, method
 from pryvrt.storage.base import Conflict
 
 RESERVED_USERNAMES = frozenset(
@@ -90,7 +90,13 @@ class RegisterParams(Params):
     RegisterParams,
     auth=Auth.NONE,
     user_scoped=False,
-    errors=("ITEM_ID_ALREADY_EXISTS", "ITEM_NAME_ALREADY_EXISTS", "FORBIDDEN"),
+    errors=(
+        "ITEM_ID_ALREADY_EXISTS",
+        "ITEM_NAME_ALREADY_EXISTS",
+        "FORBIDDEN",
+        "INVALID_CREDENTIALS",
+        "TOO_MANY_REQUESTS",
+    ),
 )
 async def register(ctx: CallContext, p: RegisterParams) -> dict[str, Any]:
     """Register a user (open, guarded by PRYVRT_ADMIN_KEY, or closed, by config)."""
@@ -99,8 +105,11 @@ async def register(ctx: CallContext, p: RegisterParams) -> dict[str, Any]:
         raise errors.Forbidden("registration is closed on this server")
     if mode == "key":
         key = ctx.settings.admin_key or ""
-        if not hmac.compare_digest((ctx.credential or "").encode(), key.encode()):
-            raise errors.InvalidCredentials("registration needs the admin key")
+        # A wrong key is a wrong credential: throttled per address like a wrong token.
+        async with ctx.services.credential_throttle.attempt(ctx.client_ip) as attempt:
+            if not hmac.compare_digest((ctx.credential or "").encode(), key.encode()):
+                raise errors.InvalidCredentials("registration needs the admin key")
+            attempt.succeeded()
     return await create_user(ctx, p)
 
 
@@ -135,21 +144,19 @@ class LoginParams(Params):
     errors=("INVALID_CREDENTIALS", "TOO_MANY_REQUESTS"),
 )
 async def login(ctx: CallContext, p: LoginParams) -> dict[str, Any]:
-    """Open an admin session; repeated failures for a username or an IP answer 429."""
-    throttle = ctx.services.throttle
-    keys = (f"user:{ctx.user_id}", f"ip:{ctx.client_ip or '?'}")
-    wait = throttle.blocked(*keys)
-    if wait > 0:
-        raise errors.TooManyRequests(
-            "too many failed logins; try again later", {"retryAfter": round(wait)}
-        )
+    """Open an admin session; repeated failures for a username or an IP answer 429.
+
+    The attempt is counted before the password is checked (concurrent guesses cannot
+    overtake the count) and taken back only when it succeeds (see ``auth.throttle``).
+    """
     same_user = ctx.user is not None and p.userName.lower() == ctx.user.username
-    stored = await ctx.storage.users.password_hash(ctx.user_id)
-    valid = await verify_password(stored if same_user and stored else DUMMY_HASH, p.password)
-    if not (same_user and valid):
-        throttle.failed(*keys)
-        raise errors.InvalidCredentials("wrong username or password")
-    throttle.succeeded(*keys)
+    attempt = ctx.services.throttle.attempt(ctx.user_id, ctx.client_ip, unchecked=DB_UNAVAILABLE)
+    async with attempt:
+        stored = await ctx.storage.users.password_hash(ctx.user_id)
+        valid = await verify_password(stored if same_user and stored else DUMMY_HASH, p.password)
+        if not (same_user and valid):
+            raise errors.InvalidCredentials("wrong username or password")
+        attempt.succeeded()
     session_id = new_secret()
     await ctx.storage.sessions.create(
         ctx.user_id, session_id, p.appId, time.time(), ctx.settings.session_ttl

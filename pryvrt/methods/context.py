@@ -12,7 +12,7 @@ from pryvrt.notify.messages import ACCESS_REVOKED
 
 if TYPE_CHECKING:
     from pryvrt.auth.permissions import Access
-    from pryvrt.auth.throttle import LoginThrottle
+    from pryvrt.auth.throttle import CredentialThrottle, LoginThrottle
     from pryvrt.config import Settings
     from pryvrt.notify import Bus
     from pryvrt.storage import Storage
@@ -28,6 +28,7 @@ class Services:
     storage: Storage
     bus: Bus
     throttle: LoginThrottle
+    credential_throttle: CredentialThrottle
     # username -> User, for the life of the worker: usernames and user ids never change and
     # users are never deleted; handlers that need fresh profile fields re-read them.
     user_cache: dict[str, User] = field(default_factory=dict)
