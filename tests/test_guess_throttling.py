@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 
 from pryvrt.auth.throttle import address_key
 from tests.conftest import Api, AppFactory, Reply
@@ -183,3 +184,23 @@ def test_addresses_are_counted_per_ipv4_address_and_per_ipv6_64() -> None:
     assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
     assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
     assert address_key(None) == address_key("") == "ip:?"
+
+
+# -- token ids -----------------------------------------------------------------------------
+
+
+async def test_client_chosen_token_ids_need_twenty_characters(api: Api) -> None:
+    """A token id is the credential: a 2-character one was found by guessing in 394
+    requests. Shorter than 20 characters is INVALID_ITEM_ID; longer ones work as before."""
+    username, session = await api.user()
+    for short in ("ab", "x" * 19):
+        reply = await api.post(f"/{username}/tokens", {"id": short, "name": short}, auth=session)
+        assert reply.status == 400, reply
+        assert reply.body["id"] == "INVALID_ITEM_ID"
+        assert "20" in reply.body["data"]["id"]
+    for good in ("y" * 20, str(uuid.uuid4())):
+        reply = await api.post(f"/{username}/tokens", {"id": good, "name": good}, auth=session)
+        assert reply.status == 201, reply
+        assert (await api.get(f"/{username}/channels", auth=good)).status == 200
+    schema = (await api.get("/openapi.json")).body
+    assert "{20,100}" in str(schema)

@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 from pryvrt import errors
 from pryvrt.auth.permissions import Access, parse_permissions
 from pryvrt.ids import new_secret
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.params import ItemRef, Name, NewItemId, Params
+from pryvrt.methods.params import ItemRef, Name, Params, check_item_id
 from pryvrt.methods.registry import Auth, method
 from pryvrt.storage.base import Conflict
 
 LevelName = Literal["read", "contribute", "manage"]
+
+# A token id is the credential itself: a client-chosen one must be long enough that
+# guessing it is hopeless (20 random characters of the id alphabet: ~119 bits; a UUID or
+# 16 random bytes in base64url qualify). Server-generated ids have 256 bits.
+MIN_TOKEN_ID_LENGTH = 20
+
+
+def check_token_id(value: str) -> str:
+    check_item_id(value)
+    if len(value) < MIN_TOKEN_ID_LENGTH:
+        raise PydanticCustomError(
+            "invalid_item_id",
+            "a token id is its secret: a client-chosen one needs at least {min} characters"
+            " (choose it at random, e.g. a UUID)",
+            {"min": MIN_TOKEN_ID_LENGTH},
+        )
+    return value
+
+
+NewTokenId = Annotated[
+    str,
+    AfterValidator(check_token_id),
+    WithJsonSchema({"type": "string", "pattern": f"^[a-zA-Z0-9._-]{{{MIN_TOKEN_ID_LENGTH},100}}$"}),
+]
 
 
 class FolderPermissionParam(Params):
@@ -92,7 +117,7 @@ async def get(ctx: CallContext, p: NoParams) -> list[dict[str, Any]]:
 
 
 class CreateParams(Params):
-    id: NewItemId | None = None
+    id: NewTokenId | None = None
     name: Name
     type: Literal["shared", "app"] = "shared"
     permissions: list[PermissionParam] = Field(default_factory=list)
