@@ -56,7 +56,12 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         # Restarted if its postmaster dies; the pool reconnects by itself.
         watchdog = asyncio.create_task(keep_running(embedded), name="embedded-pg-watchdog")
     try:
-        pool = await create_pool(dsn, size=settings.db_pool_size, query_timeout=settings.db_timeout)
+        pool = await create_pool(
+            dsn,
+            size=settings.db_pool_size,
+            query_timeout=settings.db_timeout,
+            bulk_rows=settings.max_batch_events,
+        )
         await apply_schema(pool)
         services = app[http.SERVICES_KEY]
         services.storage.attach(pool)

@@ -8,7 +8,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from pryvrt.storage.pool import Pool, PoolClosed
+from pryvrt.storage.pool import UNAVAILABLE, Pool, PoolClosed
 
 
 async def backends(database_url: str, application: str) -> int:
@@ -134,3 +134,54 @@ async def test_a_closed_pool_refuses_borrowers_and_wakes_waiters(database_url: s
     with pytest.raises(PoolClosed):
         await pool.fetchval("SELECT 1")
     assert await backends(database_url, "pool-close") == 0
+
+
+async def running_backends(database_url: str, query: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'"
+            " AND pid <> pg_backend_pid()",
+            query,
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+async def test_a_statement_past_the_timeout_is_cancelled_in_postgresql_itself(
+    database_url: str,
+) -> None:
+    """The old pool gave up on the client side only and terminated the connection: the
+    backend ran the query to its end (a pg_sleep(30) stayed active). PostgreSQL now cancels
+    it (statement_timeout); the error is a 503 cause and the connection stays usable."""
+    pool = Pool(database_url, size=1, timeout=0.5)
+    query = "SELECT pg_sleep(30) AS past_the_timeout"
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(asyncpg.QueryCanceledError) as caught:
+            await pool.fetchval(query)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert 0.4 < elapsed < 1.4, elapsed
+        assert isinstance(caught.value, UNAVAILABLE)
+        assert await running_backends(database_url, query) == 0
+        assert await pool.fetchval("SELECT 3") == 3
+        assert pool.open_connections == 1  # the same connection, not a new one
+    finally:
+        await pool.close()
+
+
+async def test_bulk_connections_allow_longer_statements_a_few_at_a_time(database_url: str) -> None:
+    pool = Pool(database_url, size=2, timeout=0.5, bulk_timeout=3.0, bulk_size=1)
+    try:
+        async with pool.acquire_bulk() as conn:
+            assert await conn.fetchval("SELECT 4 FROM pg_sleep(1)") == 4  # past 0.5 s
+            with pytest.raises(TimeoutError):  # the only bulk slot is taken
+                async with pool.acquire_bulk():
+                    pass
+            assert await pool.fetchval("SELECT 5") == 5  # the shared connections are free
+        async with pool.acquire_bulk() as conn:
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await conn.fetchval("SELECT pg_sleep(30)")  # bounded too
+    finally:
+        await pool.close()

@@ -24,7 +24,7 @@ from pryvrt.methods.params import (
     ItemRef,
     NewItemId,
     Params,
-    Tag,
+    Tags,
     merge_client_data,
     raw_max_length,
 )
@@ -86,7 +86,7 @@ class EventFields(ValueForms):
     id: NewItemId | None = None
     time: EventTime | None = None
     folderId: ItemRef | None = None
-    tags: list[Tag] = Field(default_factory=list)
+    tags: Tags = Field(default_factory=list)
     description: Description | None = None
     clientData: ClientData = Field(default_factory=dict)
 

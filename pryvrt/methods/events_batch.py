@@ -78,7 +78,7 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
         raise errors.PayloadTooLarge(f"at most {limit} events per batch", {"limit": limit})
     check_unique(p.events)
     access = ctx.require_access()
-    async with ctx.storage.transaction() as conn:
+    async with ctx.storage.transaction(rows=len(p.events)) as conn:
         channel = await lock_channel(ctx, conn)
         refuse_trashed_channel(channel)
         tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))

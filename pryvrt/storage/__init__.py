@@ -15,7 +15,7 @@ import asyncpg
 from pryvrt.storage.attachments import AttachmentsStore
 from pryvrt.storage.bookmarks import BookmarksStore
 from pryvrt.storage.channels import ChannelsStore
-from pryvrt.storage.database import transaction
+from pryvrt.storage.database import BULK_ROWS, transaction
 from pryvrt.storage.events import EventsStore
 from pryvrt.storage.folders import FoldersStore
 from pryvrt.storage.periods import PeriodsStore
@@ -52,8 +52,10 @@ class Storage:
         self.periods = PeriodsStore(pool)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with transaction(self.pool) as conn:
+    async def transaction(self, rows: int = 1) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction; one that writes more than BULK_ROWS ``rows`` at once runs on a
+        bulk connection, whose statements may take longer (``Pool.acquire_bulk``)."""
+        async with transaction(self.pool, bulk=rows > BULK_ROWS) as conn:
             yield conn
 
     async def ping(self) -> None:
