@@ -48,6 +48,7 @@ def serve_worker(
 
     from pryvrt.app import create_app
     from pryvrt.shutdown import serve
+    from pryvrt.transports.connections import ConnectionGuard
     from pryvrt.transports.socketio import SOCKETIO_KEY
 
     try:
@@ -82,6 +83,7 @@ def serve_worker(
             shutdown_timeout=shutdown_timeout,
             before_drain=lambda: sockets.shutdown(app),
             on_listening=None if ready_fd is None else lambda: _signal_ready(ready_fd),
+            guard=ConnectionGuard(settings),
         )
     )
     return 0

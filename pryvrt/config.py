@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -57,6 +58,17 @@ def _float(env: Mapping[str, str], name: str, default: float, allow_zero: bool =
     return value
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses or networks (``10.0.0.0/8``)."""
+    values = tuple(v.strip() for v in (env.get(name) or "").split(",") if v.strip())
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not an IP address or network") from None
+    return values
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server reads from its environment (see the README's table)."""
@@ -82,6 +94,15 @@ class Settings:
     # Sockets one user may hold open on one worker, all credentials together; shared and app
     # tokens together stop max_sockets_per_credential short of it (the owner's headroom).
     max_sockets_per_user: int = 1000
+    # Seconds a connection may take to send a request's line and headers, from its opening
+    # or from the previous answer (also the idle time of a kept-alive connection).
+    header_timeout: float = 15.0
+    # Open HTTP connections per client address (IPv6: per /64) on one worker; 0: no cap;
+    # None: a quarter of the worker's file-descriptor limit (see transports.connections).
+    max_connections_per_ip: int | None = None
+    # Proxies whose X-Forwarded-For is believed (addresses or networks): the client address
+    # of the throttles is then the forwarded one, and their connections are not capped.
+    trusted_proxies: tuple[str, ...] = ()
     # Folders: nesting depth and count per channel (each call loads a channel's whole tree).
     max_folder_depth: int = 32
     max_folders_per_channel: int = 10_000
@@ -151,6 +172,13 @@ class Settings:
             max_folders_per_channel=_int(
                 env, "PRYVRT_MAX_FOLDERS_PER_CHANNEL", cls.max_folders_per_channel, 1
             ),
+            header_timeout=_float(env, "PRYVRT_HEADER_TIMEOUT", cls.header_timeout),
+            max_connections_per_ip=(
+                _int(env, "PRYVRT_MAX_CONNECTIONS_PER_IP", 0, 0)
+                if env.get("PRYVRT_MAX_CONNECTIONS_PER_IP")
+                else None
+            ),
+            trusted_proxies=_networks(env, "PRYVRT_TRUSTED_PROXIES"),
             login_max_failures=_int(env, "PRYVRT_LOGIN_MAX_FAILURES", cls.login_max_failures, 1),
             login_max_failures_per_ip=_int(
                 env, "PRYVRT_LOGIN_MAX_FAILURES_PER_IP", cls.login_max_failures_per_ip, 1

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from pryvrt import errors
+from pryvrt.transports.connections import ConnectionGuard
 from pryvrt.transports.http import error_response
 
 log = logging.getLogger(__name__)
@@ -78,16 +79,24 @@ async def serve(
     shutdown_timeout: float,
     before_drain: Callable[[], Awaitable[None]] | None = None,
     on_listening: Callable[[], None] | None = None,
+    guard: ConnectionGuard | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then stop as the module docstring says.
-    ``on_listening`` is called once the port is bound (a supervisor's readiness signal)."""
+    ``on_listening`` is called once the port is bound (a supervisor's readiness signal);
+    ``guard`` bounds slow and greedy connections (``pryvrt.transports.connections``)."""
     in_flight = InFlight()
     app.middlewares.insert(0, in_flight.middleware)
     # aiohttp's own wait, after the drain, only concerns requests the drain gave up on.
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=min(1.0, shutdown_timeout)
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=min(1.0, shutdown_timeout),
+        **(guard.runner_args() if guard is not None else {}),
     )
     await runner.setup()
+    if guard is not None and runner.server is not None:
+        guard.install(runner.server)
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
         await site.start()

@@ -17,15 +17,60 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import math
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pryvrt import errors
 
 # Keys kept at most (memory under a spray of addresses); expired ones are dropped first.
 MAX_KEYS = 100_000
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(trusted: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(value, strict=False) for value in trusted)
+
+
+def is_trusted(ip: str | None, trusted: tuple[str, ...]) -> bool:
+    """Whether ``ip`` is one of the trusted proxies (PRYVRT_TRUSTED_PROXIES)."""
+    if not ip or not trusted:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in network for network in _networks(trusted))
+
+
+def request_address(request: Any, trusted: tuple[str, ...]) -> str | None:
+    """The client address of an aiohttp request (``None`` for no request)."""
+    if request is None:
+        return None
+    peer: str | None = request.remote
+    if not trusted:
+        return peer
+    return client_address(peer, request.headers.get("X-Forwarded-For"), trusted)
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: tuple[str, ...]
+) -> str | None:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the last
+    address of ``X-Forwarded-For`` that is not a trusted proxy (the entries before it are
+    whatever the client sent, so they are never believed)."""
+    if not forwarded_for or not is_trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
 
 
 def address_key(ip: str | None) -> str:

@@ -24,6 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from pryvrt import API_VERSION, __version__, errors
 from pryvrt.auth import browser_session
+from pryvrt.auth.throttle import request_address
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.methods.results import Download
@@ -257,7 +258,7 @@ class HttpTransport:
             request_id=request[REQUEST_ID_KEY],
             username=username,
             credential=credential,
-            client_ip=request.remote,
+            client_ip=request_address(request, self.services.settings.trusted_proxies),
             base_url=f"{request.scheme}://{request.host}",
         )
 

@@ -32,6 +32,7 @@ from aiohttp import web
 from pryvrt import errors
 from pryvrt.auth import browser_session
 from pryvrt.auth.permissions import parse_permissions
+from pryvrt.auth.throttle import request_address
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.notify import Change
@@ -292,7 +293,7 @@ class SocketTransport:
             request_id=secrets.token_hex(8),
             username=username,
             credential=credential,
-            client_ip=request.remote if request is not None else None,
+            client_ip=request_address(request, self.services.settings.trusted_proxies),
             base_url=f"{request.scheme}://{request.host}" if request is not None else "",
         )
 
