@@ -8,7 +8,10 @@ import asyncio
 import secrets
 import uuid
 
-from pryvrt.auth.throttle import address_key
+import pytest
+
+from pryvrt.auth.throttle import address_key, client_address
+from pryvrt.config import ConfigError, Settings
 from tests.conftest import Api, AppFactory, Reply
 from tests.sockets import connect, refusal
 
@@ -204,3 +207,64 @@ async def test_client_chosen_token_ids_need_twenty_characters(api: Api) -> None:
         assert (await api.get(f"/{username}/channels", auth=good)).status == 200
     schema = (await api.get("/openapi.json")).body
     assert "{20,100}" in str(schema)
+
+
+# -- addresses behind a proxy --------------------------------------------------------------
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_address_is_throttled_on_its_own(
+    make_api: AppFactory,
+) -> None:
+    api = await make_api(trusted_proxies=("127.0.0.1",), token_max_failures_per_ip=2)
+    username = await api.register()
+
+    async def guess(forwarded: str) -> Reply:
+        headers = {"X-Forwarded-For": forwarded}
+        return await api.get(f"/{username}/channels", auth="guess", headers=headers)
+
+    # What the client wrote before the proxy's own entry is not believed.
+    assert (await guess("198.51.100.1, 203.0.113.5")).status == 401
+    assert (await guess("198.51.100.2, 203.0.113.5")).status == 401
+    assert_throttled(await guess("198.51.100.3, 203.0.113.5"))
+    assert (await guess("203.0.113.6")).status == 401  # another client of the proxy
+
+
+async def test_forwarded_addresses_are_ignored_unless_the_proxy_is_trusted(
+    make_api: AppFactory,
+) -> None:
+    api = await make_api(token_max_failures_per_ip=2)
+    username = await api.register()
+    for i in range(2):
+        headers = {"X-Forwarded-For": f"203.0.113.{i}"}
+        reply = await api.get(f"/{username}/channels", auth="guess", headers=headers)
+        assert reply.status == 401
+    headers = {"X-Forwarded-For": "203.0.113.99"}
+    assert_throttled(await api.get(f"/{username}/channels", auth="guess", headers=headers))
+
+
+def test_the_client_address_is_the_last_one_before_the_trusted_proxies() -> None:
+    trusted = ("10.0.0.0/8", "127.0.0.1")
+    assert client_address("127.0.0.1", "1.1.1.1, 2.2.2.2, 10.1.1.1", trusted) == "2.2.2.2"
+    assert client_address("127.0.0.1", None, trusted) == "127.0.0.1"
+    assert client_address("8.8.8.8", "2.2.2.2", trusted) == "8.8.8.8"  # not a proxy
+    assert client_address("127.0.0.1", "10.0.0.7", trusted) == "10.0.0.7"
+    assert client_address("127.0.0.1", "2.2.2.2", ()) == "127.0.0.1"
+
+
+def test_the_throttle_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "PRYVRT_LOGIN_MAX_FAILURES_PER_IP": "70",
+            "PRYVRT_TOKEN_MAX_FAILURES_PER_IP": "300",
+            "PRYVRT_TOKEN_BLOCK_SECONDS": "30",
+            "PRYVRT_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8",
+        }
+    )
+    assert settings.login_max_failures_per_ip == 70
+    assert (settings.token_max_failures_per_ip, settings.token_block_seconds) == (300, 30.0)
+    assert settings.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+    defaults = Settings.from_env({})
+    assert (defaults.login_max_failures, defaults.login_max_failures_per_ip) == (5, 50)
+    assert defaults.trusted_proxies == ()
+    with pytest.raises(ConfigError, match="PRYVRT_TRUSTED_PROXIES"):
+        Settings.from_env({"PRYVRT_TRUSTED_PROXIES": "not-an-address"})

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pryvrt.config import ConfigError, Settings
 from tests.processes import Worker, worker_env
 
 HEADER_TIMEOUT = 2.0
@@ -179,3 +180,13 @@ async def test_connections_beyond_the_per_address_cap_are_refused_and_others_ser
         for writer in writers:
             writer.close()
         server.stop()
+
+
+def test_the_connection_settings_come_from_the_environment() -> None:
+    env = {"PRYVRT_HEADER_TIMEOUT": "5", "PRYVRT_MAX_CONNECTIONS_PER_IP": "0"}
+    settings = Settings.from_env(env)
+    assert (settings.header_timeout, settings.max_connections_per_ip) == (5.0, 0)
+    defaults = Settings.from_env({})
+    assert (defaults.header_timeout, defaults.max_connections_per_ip) == (15.0, 200)
+    with pytest.raises(ConfigError, match="PRYVRT_HEADER_TIMEOUT"):
+        Settings.from_env({"PRYVRT_HEADER_TIMEOUT": "0"})
