@@ -105,7 +105,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # Folders: nesting depth and count per channel (each call loads a channel's whole tree).
     max_folder_depth: int = 32
-    max_folders_per_channel: int = 10_000
+    max_folders_per_channel: int = 5_000
     # Failed logins per username, and per client address (guesses spread over accounts),
     # in a window of login_block_seconds; then 429 until the window ends.
     login_max_failures: int = 5

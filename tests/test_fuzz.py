@@ -115,6 +115,8 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         password_hash_fast=True,
         # Fuzzed logins fail by the dozen: the throttle would make every later one a 429.
         login_max_failures=1_000_000,
+        login_max_failures_per_ip=1_000_000,
+        token_max_failures_per_ip=1_000_000,
         # Fuzzed limits and batches stay small enough for a shared 2-core machine.
         max_events_limit=200,
         max_batch_calls=50,

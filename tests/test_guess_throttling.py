@@ -163,7 +163,14 @@ async def test_socket_connects_with_wrong_credentials_are_throttled_too(
 
 
 async def test_a_refused_address_keeps_its_open_sockets(make_api: AppFactory) -> None:
-    api = await make_api(token_max_failures_per_ip=2, token_block_seconds=60)
+    """A socket's credential was accepted at connect: checking it again (here at every call)
+    is no guess, and goes on while the address is refused."""
+    api = await make_api(
+        token_max_failures_per_ip=2,
+        token_block_seconds=60,
+        socket_recheck_seconds=0,
+        cache_seconds=0,
+    )
     username, session = await api.user()
     async with connect(str(api.client.make_url("/")), username, session) as sock:
         for _ in range(2):

@@ -292,6 +292,8 @@ def matrix_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory)
         data_dir=Path(tmp_path_factory.mktemp("matrix")),
         password_hash_fast=True,
         socket_recheck_seconds=0.0,
+        # Hundreds of cases present a wrong credential on purpose, from one address.
+        token_max_failures_per_ip=1_000_000,
     )
 
 

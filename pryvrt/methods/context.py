@@ -59,6 +59,9 @@ class CallContext:
     base_url: str = ""
     user: User | None = None
     access: Access | None = None
+    # The credential was accepted on this connection before (a socket's, checked again):
+    # not a guess, so the wrong-credential throttle leaves it alone.
+    known_credential: bool = False
     channel: Channel | None = None
     # Transport-specific input a handler may read (e.g. multipart file parts over HTTP).
     uploads: Any = None
@@ -105,5 +108,6 @@ class CallContext:
             base_url=self.base_url,
             user=self.user,
             access=self.access,
+            known_credential=self.known_credential,
             uploads=None,
         )

@@ -10,6 +10,7 @@ number of folders are bounded by settings (``PRYVRT_MAX_FOLDER_DEPTH``,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from pryvrt import errors
@@ -21,37 +22,50 @@ class FolderTree:
     """The folders of one channel, any state; children keep the store's name order."""
 
     def __init__(self, folders: Sequence[Folder]) -> None:
+        self.folders = folders
         self.by_id: dict[str, Folder] = {f.id: f for f in folders}
         self.children: dict[str | None, list[Folder]] = {}
         for folder in folders:
             self.children.setdefault(folder.parent_id, []).append(folder)
-        # Parents before children; depth 1 = root level. A folder whose parent is missing,
-        # or a cycle (a bug: the writes refuse it), is taken as a root: never loop forever.
-        self.order: list[Folder] = []
-        self.depth: dict[str, int] = {}
-        roots = [f for f in folders if f.parent_id is None or f.parent_id not in self.by_id]
-        self._walk(roots)
-        if len(self.order) < len(self.by_id):
-            self._walk([f for f in folders if f.id not in self.depth])
-        self._trashed: set[str] | None = None
-        self._hidden: set[str] | None = None
+        self._trashed: dict[str, bool] = {}
+        self._hidden: dict[str, bool] = {}
+        # The levels of one credential (calls use one): its folders so far, and whether all.
         self._levels: tuple[Access, str, dict[str, Level | None]] | None = None
+        self._all_levels = False
 
-    def _walk(self, starts: Iterable[Folder]) -> None:
-        for start in starts:
-            if start.id in self.depth:
+    @functools.cached_property
+    def _walk(self) -> tuple[list[Folder], dict[str, int]]:
+        """Every folder, parents before children, and its depth (1 = root level). A folder
+        whose parent is missing, or a cycle (a bug: the writes refuse it), is taken as a
+        root: never loop forever."""
+        order: list[Folder] = []
+        depth: dict[str, int] = {}
+        roots = [f for f in self.folders if f.parent_id is None or f.parent_id not in self.by_id]
+        for start in [*roots, *self.folders]:
+            if start.id in depth:
                 continue
-            self.depth[start.id] = 1
-            index = len(self.order)
-            self.order.append(start)
-            while index < len(self.order):  # grows while walking: breadth first
-                folder = self.order[index]
+            depth[start.id] = 1
+            index = len(order)
+            order.append(start)
+            while index < len(order):  # grows while walking: breadth first
+                folder = order[index]
                 index += 1
-                below = self.depth[folder.id] + 1
+                below = depth[folder.id] + 1
                 for child in self.children.get(folder.id, ()):
-                    if child.id not in self.depth:
-                        self.depth[child.id] = below
-                        self.order.append(child)
+                    if child.id not in depth:
+                        depth[child.id] = below
+                        order.append(child)
+        return order, depth
+
+    @property
+    def order(self) -> list[Folder]:
+        """Every folder, parents before children (computed once, on first use)."""
+        return self._walk[0]
+
+    @property
+    def depth(self) -> dict[str, int]:
+        """Each folder's depth, 1 for the root level (computed once, on first use)."""
+        return self._walk[1]
 
     def get(self, folder_id: str) -> Folder | None:
         return self.by_id.get(folder_id)
@@ -60,8 +74,8 @@ class FolderTree:
         """Ids from the parent up to the root level."""
         path: list[str] = []
         folder = self.by_id.get(folder_id)
-        for _ in range(self.depth.get(folder_id, 1) - 1):  # depth bounds the walk: no cycle
-            if folder is None or folder.parent_id is None:
+        for _ in range(len(self.by_id)):  # a cycle (a bug) ends here
+            if folder is None or folder.parent_id is None or folder.parent_id == folder_id:
                 break
             path.append(folder.parent_id)
             folder = self.by_id.get(folder.parent_id)
@@ -90,41 +104,67 @@ class FolderTree:
 
     def height(self, folder_id: str) -> int:
         """Levels of the folder's subtree: 1 for a folder with no children."""
-        top = self.depth.get(folder_id, 1)
-        return max(self.depth.get(f, top) for f in self.subtree(folder_id)) - top + 1
+        depth = self.depth
+        top = depth.get(folder_id, 1)
+        return max(depth.get(f, top) for f in self.subtree(folder_id)) - top + 1
 
-    def _inherited(self, flag: str) -> set[str]:
-        """Folders where ``flag`` is set on the folder or on one of its ancestors."""
-        found: set[str] = set()
-        for folder in self.order:
-            if getattr(folder, flag) or folder.parent_id in found:
-                found.add(folder.id)
+    def _in_path(self, folder_id: str, flag: str, known: dict[str, bool]) -> bool:
+        """Whether ``flag`` is set on the folder or an ancestor. Each folder's answer is
+        kept: one question costs its path, all of them together one pass over the tree."""
+        path: list[str] = []
+        found = False
+        current: str | None = folder_id
+        while current is not None and len(path) <= len(self.by_id):
+            if current in known:
+                found = known[current]
+                break
+            folder = self.by_id.get(current)
+            if folder is None:
+                break
+            path.append(current)
+            if getattr(folder, flag):
+                found = True
+                break
+            current = folder.parent_id
+        for passed in path:
+            known[passed] = found
         return found
 
     def trashed_in_path(self, folder_id: str) -> bool:
         """True when the folder or one of its ancestors is in the trash."""
-        if self._trashed is None:
-            self._trashed = self._inherited("trashed")
-        return folder_id in self._trashed
+        return self._in_path(folder_id, "trashed", self._trashed)
 
     def hidden_in_path(self, folder_id: str) -> bool:
-        if self._hidden is None:
-            self._hidden = self._inherited("hidden")
-        return folder_id in self._hidden
+        return self._in_path(folder_id, "hidden", self._hidden)
+
+    def _known_levels(self, access: Access, channel_id: str) -> dict[str, Level | None]:
+        cached = self._levels
+        if cached is None or cached[0] is not access or cached[1] != channel_id:
+            cached = self._levels = (access, channel_id, {})
+            self._all_levels = False
+        return cached[2]
+
+    def level(self, access: Access, channel_id: str, folder_id: str) -> Level | None:
+        """The credential's level on one folder: the highest granted along its path."""
+        known = self._known_levels(access, channel_id)
+        if folder_id not in known:
+            ancestors = self.ancestors(folder_id)
+            known[folder_id] = access.folder_level(channel_id, folder_id, ancestors)
+        return known[folder_id]
 
     def levels(self, access: Access, channel_id: str) -> dict[str, Level | None]:
-        """The credential's level on every folder (the highest along its path), computed
-        once per tree and credential."""
-        cached = self._levels
-        if cached is not None and cached[0] is access and cached[1] == channel_id:
-            return cached[2]
-        levels: dict[str, Level | None] = {}
-        for folder in self.order:
-            own = access.folder_level(channel_id, folder.id)  # the channel's or a direct grant
-            above = levels.get(folder.parent_id) if folder.parent_id is not None else None
-            levels[folder.id] = above if own is None or (above is not None and above > own) else own
-        self._levels = (access, channel_id, levels)
-        return levels
+        """The credential's level on every folder, in one pass from the root level."""
+        known = self._known_levels(access, channel_id)
+        if not self._all_levels:
+            for folder in self.order:
+                own = access.folder_level(channel_id, folder.id)  # channel's or direct grant
+                parent = folder.parent_id
+                above = known.get(parent) if parent is not None and parent != folder.id else None
+                known[folder.id] = (
+                    above if own is None or (above is not None and above > own) else own
+                )
+            self._all_levels = True
+        return known
 
 
 def level_on(
@@ -135,7 +175,7 @@ def level_on(
         return Level.MANAGE
     if folder_id is None or folder_id not in tree.by_id:
         return access.folder_level(channel_id, folder_id)
-    return tree.levels(access, channel_id)[folder_id]
+    return tree.level(access, channel_id, folder_id)
 
 
 def require_level(

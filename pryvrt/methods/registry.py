@@ -166,18 +166,22 @@ async def authenticate(ctx: CallContext) -> Access:
     # Wrong credentials are throttled per client address (429 with retryAfter), checked
     # before the cache too: a refused address learns nothing about any credential.
     throttle = ctx.services.credential_throttle
-    throttle.check(ctx.client_ip)
+    if not ctx.known_credential:
+        throttle.check(ctx.client_ip)
     now = time.time()
     cache = ctx.services.cache
     row = cache.credential(ctx.user_id, ctx.credential)
     if row is None or (row.expires is not None and row.expires <= now):
         generation = cache.generation
-        # Counted before the lookup, so concurrent guesses cannot overtake the count.
-        async with throttle.attempt(ctx.client_ip, unchecked=UNAVAILABLE) as attempt:
+        if ctx.known_credential:
             row = await ctx.storage.tokens.find_credential(ctx.user_id, ctx.credential, now)
-            if row is None:
-                raise errors.InvalidToken("invalid or expired credential")
-            attempt.succeeded()
+        else:  # counted before the lookup, so concurrent guesses cannot overtake the count
+            async with throttle.attempt(ctx.client_ip, unchecked=UNAVAILABLE) as attempt:
+                row = await ctx.storage.tokens.find_credential(ctx.user_id, ctx.credential, now)
+                if row is not None:
+                    attempt.succeeded()
+        if row is None:
+            raise errors.InvalidToken("invalid or expired credential")
         cache.put_credential(ctx.user_id, ctx.credential, row, generation)
     if row.kind == "session" and row.expires is not None:
         ttl = ctx.settings.session_ttl

@@ -430,6 +430,7 @@ class SocketTransport:
                 base_url=peer.base_url,
                 user=peer.user,
                 access=peer.access if fresh else None,
+                known_credential=True,
             )
             try:
                 return None, await registry.call(ctx, method_id, params)
