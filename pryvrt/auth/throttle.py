@@ -177,10 +177,12 @@ class FailureWindows:
 
 
 def too_many(what: str, wait: float) -> errors.ApiError:
-    """429 TOO_MANY_REQUESTS; ``data.retryAfter`` (whole seconds) becomes ``Retry-After``."""
+    """429 TOO_MANY_REQUESTS with ``Retry-After`` (and ``data.retryAfter``, whole seconds)."""
+    seconds = max(1, math.ceil(wait))
     return errors.TooManyRequests(
-        f"too many {what}; try again in {math.ceil(wait)} s",
-        {"retryAfter": max(1, math.ceil(wait))},
+        f"too many {what}; try again in {seconds} s",
+        {"retryAfter": seconds},
+        headers={"Retry-After": str(seconds)},
     )
 
 

@@ -135,15 +135,12 @@ class RouteTable:
 
 
 def error_response(exc: errors.ApiError) -> web.Response:
-    response = web.Response(
+    return web.Response(
         body=orjson.dumps(exc.to_dict()),
         status=exc.status,
         content_type="application/json",
         headers=exc.headers or None,
     )
-    if exc.status == 429 and isinstance(exc.data, dict) and "retryAfter" in exc.data:
-        response.headers["Retry-After"] = str(exc.data["retryAfter"])
-    return response
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
