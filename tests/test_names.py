@@ -58,7 +58,9 @@ async def test_folder_event_and_token_ids_with_a_trailing_newline_are_invalid_it
     )
     assert reply.status == 400, reply
     assert reply.body["id"] in ("INVALID_ITEM_ID", "INVALID_PARAMETERS_FORMAT"), reply
-    reply = await api.post(f"/{username}/tokens", {"id": "t\n", "name": "T"}, auth=session)
+    # Token ids need 20 characters (a token id is its secret): long enough but for the "\n".
+    token_id = "a-long-enough-token-id\n"
+    reply = await api.post(f"/{username}/tokens", {"id": token_id, "name": "T"}, auth=session)
     refused(reply, "INVALID_ITEM_ID")
     # Nothing was written.
     assert (await api.get(f"/{username}/{channel}/folders", auth=session)).body == []
@@ -70,7 +72,8 @@ async def test_the_same_ids_without_the_newline_are_accepted(api: Api) -> None:
     username, session = await api.user()
     reply = await api.post(f"/{username}/channels", {"id": "fine-id", "name": "n"}, auth=session)
     assert reply.status == 201, reply
-    reply = await api.post(f"/{username}/tokens", {"id": "t.1", "name": "T"}, auth=session)
+    token_id = "a-long-enough-token-id"
+    reply = await api.post(f"/{username}/tokens", {"id": token_id, "name": "T"}, auth=session)
     assert reply.status == 201, reply
 
 
