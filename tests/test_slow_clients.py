@@ -5,6 +5,7 @@ slow but steady client is served. Real ``pryvrt serve`` processes and raw socket
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import psutil
 import pytest
 
 from pryvrt.config import ConfigError, Settings
+from pryvrt.transports.connections import ConnectionGuard
 from tests.processes import Worker, worker_env
 
 HEADER_TIMEOUT = 2.0
@@ -187,6 +189,8 @@ def test_the_connection_settings_come_from_the_environment() -> None:
     settings = Settings.from_env(env)
     assert (settings.header_timeout, settings.max_connections_per_ip) == (5.0, 0)
     defaults = Settings.from_env({})
-    assert (defaults.header_timeout, defaults.max_connections_per_ip) == (15.0, 200)
+    assert (defaults.header_timeout, defaults.max_connections_per_ip) == (15.0, None)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert ConnectionGuard(defaults).per_address == max(64, soft // 4)
     with pytest.raises(ConfigError, match="PRYVRT_HEADER_TIMEOUT"):
         Settings.from_env({"PRYVRT_HEADER_TIMEOUT": "0"})
