@@ -18,12 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment and the command's flags; logging set up at their level."""
     overrides: dict[str, Any] = {}
     for name in ("host", "port", "data_dir", "workers"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = Path(value) if name == "data_dir" else value
-    return Settings.from_env(**overrides)
+    settings = Settings.from_env(**overrides)
+    setup_logging(settings.log_level)
+    return settings
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -46,10 +49,9 @@ def serve_worker(
 
     from aiohttp import web
 
-    from pryvrt.app import create_app
+    from pryvrt.app import SOCKETIO_KEY, create_app
     from pryvrt.shutdown import serve
     from pryvrt.transports.connections import ConnectionGuard
-    from pryvrt.transports.socketio import SOCKETIO_KEY
 
     try:
         import uvloop
@@ -97,27 +99,15 @@ def _signal_ready(fd: int) -> None:
 
 
 async def _create_user(settings: Settings, username: str, password: str, email: str | None) -> None:
-    from pryvrt import methods  # noqa: F401
-    from pryvrt.auth.throttle import CredentialThrottle, LoginThrottle
+    from pryvrt.app import make_services, open_storage
     from pryvrt.methods import registry
-    from pryvrt.methods.context import CallContext, Services
+    from pryvrt.methods.account import RegisterParams, create_user
+    from pryvrt.methods.context import CallContext
     from pryvrt.notify import LocalBus
-    from pryvrt.storage import Storage
-    from pryvrt.storage.database import apply_schema, create_pool, start_embedded
 
-    embedded = None
-    dsn = settings.database_url
-    if dsn is None:
-        embedded = await start_embedded(settings.data_dir / "pg")
-        dsn = embedded.uri
-    pool = await create_pool(dsn, size=2)
-    try:
-        await apply_schema(pool)
-        storage = Storage()
-        storage.attach(pool)
-        services = Services(
-            settings, storage, LocalBus(), LoginThrottle(1, 1, 1), CredentialThrottle(1, 1)
-        )
+    services = make_services(settings, LocalBus())
+    async with open_storage(settings, pool_size=2) as storage:
+        services.open(storage)
         ctx = CallContext(
             services,
             transport="cli",
@@ -127,14 +117,8 @@ async def _create_user(settings: Settings, username: str, password: str, email: 
         raw = {"username": username, "password": password}
         if email:
             raw["email"] = email
-        from pryvrt.methods.account import RegisterParams, create_user
-
         result = await create_user(ctx, registry.validate(RegisterParams, raw))
         print(f"created user {result['username']}: {result['apiEndpoint']}")
-    finally:
-        await pool.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
 
 
 def user_create(args: argparse.Namespace) -> int:
@@ -184,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)

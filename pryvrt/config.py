@@ -18,6 +18,7 @@ REGISTRATION_MODES = ("open", "key", "closed")
 # folders.get nests two JSON levels per folder level, plus clientData (at most 64 levels):
 # deeper than this, answers would pass orjson's 255-level limit.
 FOLDER_DEPTH_CEILING = 64
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -135,6 +136,10 @@ class Settings:
     # The dashboard's cookie gets ``Secure``: True/False, or None (auto: when the request
     # came over TLS or the page's Origin is https://). See pryvrt.auth.browser_session.
     cookie_secure: bool | None = None
+    # Logging threshold (PRYVRT_LOG_LEVEL): one of LOG_LEVELS.
+    log_level: str = "INFO"
+    # Seconds between two deletions of expired sessions (each worker runs them).
+    session_purge_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -143,6 +148,9 @@ class Settings:
         registration = env.get("PRYVRT_REGISTRATION", "open") or "open"
         if registration not in REGISTRATION_MODES:
             raise ConfigError(f"PRYVRT_REGISTRATION must be one of {', '.join(REGISTRATION_MODES)}")
+        log_level = (env.get("PRYVRT_LOG_LEVEL") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"PRYVRT_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         admin_key = env.get("PRYVRT_ADMIN_KEY") or None
         if registration == "key" and not admin_key:
             raise ConfigError("PRYVRT_REGISTRATION=key needs PRYVRT_ADMIN_KEY")
@@ -198,6 +206,7 @@ class Settings:
             ),
             upload_dir=Path(env["PRYVRT_UPLOAD_DIR"]) if env.get("PRYVRT_UPLOAD_DIR") else None,
             cookie_secure=_tristate(env, "PRYVRT_COOKIE_SECURE"),
+            log_level=log_level,
         )
         settings = replace(settings, **overrides) if overrides else settings
         if not 1 <= settings.max_folder_depth <= FOLDER_DEPTH_CEILING:

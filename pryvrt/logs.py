@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from typing import Any
@@ -34,9 +33,8 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def setup_logging(level: str | None = None) -> None:
-    """Log JSON lines to stderr at PRYVRT_LOG_LEVEL (default INFO)."""
-    level = (level or os.environ.get("PRYVRT_LOG_LEVEL") or "INFO").upper()
+def setup_logging(level: str = "INFO") -> None:
+    """Log JSON lines to stderr at ``level`` (``Settings.log_level``: PRYVRT_LOG_LEVEL)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pryvrt.app import SERVICES_KEY
 from pryvrt.notify import Change
-from pryvrt.transports.http import SERVICES_KEY
 from tests.conftest import Api, Reply
 
 

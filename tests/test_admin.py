@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+from pryvrt.app import SERVICES_KEY
 from tests.conftest import Api, AppFactory
 
 
@@ -168,6 +170,22 @@ async def test_sessions_expire_after_the_idle_time(make_api: AppFactory) -> None
     reply = await api.get(f"/{username}/user-info", auth=session)
     assert reply.status == 401
     assert reply.body["id"] == "INVALID_TOKEN"
+
+
+async def test_expired_sessions_are_deleted_from_the_database(make_api: AppFactory) -> None:
+    """An expiry is no write: a periodic purge deletes the rows (each worker runs it)."""
+    api = await make_api(session_ttl=1.0, session_purge_seconds=0.05)
+    username, expired = await api.user()
+    pool = api.client.app[SERVICES_KEY].storage.pool
+    count = "SELECT count(*) FROM sessions WHERE id = $1"
+    assert await pool.fetchval(count, expired) == 1
+    await asyncio.sleep(1.1)
+    live = await api.login(username)
+    deadline = time.monotonic() + 5
+    while await pool.fetchval(count, expired) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    assert await pool.fetchval(count, expired) == 0
+    assert await pool.fetchval(count, live) == 1, "a live session is kept"
 
 
 async def test_bookmarks_are_created_listed_renamed_and_deleted(api: Api) -> None:

@@ -7,12 +7,34 @@ from typing import Any
 
 import asyncpg
 
+from pryvrt.app import SERVICES_KEY
 from pryvrt.notify.messages import EVENTS_CHANGED
-from pryvrt.storage.database import apply_schema
-from pryvrt.storage.events import EventQuery
-from pryvrt.transports.http import SERVICES_KEY
+from pryvrt.storage.events import EventQuery, select_events
+from pryvrt.storage.pool import Pool
 from tests.activity import Owner, owner, record_changes
 from tests.conftest import Api
+
+
+async def explain_query(pool: Pool, user_id: str, channel_id: str, q: EventQuery) -> str:
+    """PostgreSQL's plan for an events query as the server runs it: a prepared statement
+    under the connection's ``plan_cache_mode``."""
+    sql, *args = select_events(user_id, channel_id, q)
+
+    def literal(value: Any) -> str:  # EXECUTE takes no bound parameters
+        if isinstance(value, list):
+            return "ARRAY[" + ", ".join(map(literal, value)) + "]::text[]"
+        if isinstance(value, str):
+            return "'" + value.replace("'", "''") + "'"
+        return repr(value)
+
+    values = ", ".join(map(literal, args))
+    async with pool.acquire() as conn:
+        await conn.execute("PREPARE pryvrt_explain AS " + sql)
+        try:
+            rows = await conn.fetch(f"EXPLAIN EXECUTE pryvrt_explain({values})")
+        finally:
+            await conn.execute("DEALLOCATE pryvrt_explain")
+    return "\n".join(r[0] for r in rows)
 
 
 async def ids(reply: Any) -> list[str]:
@@ -361,9 +383,6 @@ async def test_large_channel_queries_use_indexes(api: Api, database_url: str) ->
         await conn.execute("ANALYZE events")
     finally:
         await conn.close()
-    from pryvrt.storage.events import EventQuery
-    from pryvrt.transports.http import SERVICES_KEY
-
     store = api.client.app[SERVICES_KEY].storage
     user = await store.users.by_username(me.username)
     assert user is not None
@@ -374,86 +393,9 @@ async def test_large_channel_queries_use_indexes(api: Api, database_url: str) ->
         EventQuery(from_time=3000.0, to_time=3100.0, ascending=True, limit=10_000),
         EventQuery(folder_ids=[folder], no_folder=False, limit=20),
     ):
-        plan = await store.events.explain_query(user.id, me.channel, query)
+        plan = await explain_query(store.pool, user.id, me.channel, query)
         assert "Seq Scan" not in plan, plan
         assert "$1" in plan, plan  # the generic plan (plan_cache_mode), the one that runs
-
-
-async def test_events_get_json_built_by_postgresql_matches_the_event_model(api: Api) -> None:
-    """events.get's reply joins the JSON each event got at its last write (the
-    events_render_json trigger, schema.sql); it must say exactly what ``Event.to_api``
-    says for every shape of event, after every kind of write."""
-    me = await owner(api)
-    folder = await me.folder("f")
-    shapes: list[dict[str, Any]] = [
-        {},
-        {"time": 1700000000.123456, "tags": ["a", "b"], "description": 'd " \\ é\n'},
-        {"value": {"type": "note:txt", "value": "hi"}, "folderId": folder},
-        {"value": {"type": "count:n", "value": 0.1}, "clientData": {"x": [1, {"y": None}]}},
-        {"value": {"type": "any:obj", "value": {"k": [1, 2.5, "s", True, None]}}},
-        {"value": {"type": "null:n", "value": None}},
-        {"time": 1000.5, "duration": 12.25},
-        {"time": 1e9, "duration": 0},
-    ]
-    for shape in shapes:
-        reply = await me.event(**shape)
-        assert reply.status == 201, reply
-    running = await me.start(folderId=folder)
-    assert running.status == 201, running
-    trashed = (await me.event(tags=["gone"])).body["id"]
-    await api.delete(me.path(f"/events/{trashed}"), auth=me.session)
-    from_sql = await me.all_events()
-    services = api.client.app[SERVICES_KEY]
-    user = await services.storage.users.by_username(me.username)
-    query = EventQuery(from_time=0, to_time=1e12, state="all", ascending=True, limit=1000)
-    from_model = [
-        e.to_api() for e in await services.storage.events.query(user.id, me.channel, query)
-    ]
-    assert len(from_sql) == len(shapes) + 2
-    assert from_sql == from_model
-    # The same events rendered by the SQL trigger (as on every UPDATE) say the same.
-    await services.storage.pool.execute("UPDATE events SET json = NULL WHERE user_id = $1", user.id)
-    assert await me.all_events() == from_model
-    # Updates, a stop, a folder merged away: the stored JSON follows every write path.
-    marked = (await me.event(tags=["x"], folderId=folder)).body["id"]
-    reply = await api.put(
-        me.path(f"/events/{marked}"),
-        {"description": "now described", "tags": ["y", "z"], "clientData": {"k": 1}},
-        auth=me.session,
-    )
-    assert reply.status == 200, reply
-    assert (await me.stop(id=running.body["id"])).status == 200
-    reply = await api.delete(
-        me.path(f"/folders/{folder}?mergeEventsWithParent=true"), auth=me.session
-    )
-    assert reply.status == 200, reply
-    reply = await api.delete(
-        me.path(f"/folders/{folder}?mergeEventsWithParent=true"), auth=me.session
-    )
-    assert reply.status == 200, reply
-    from_sql = await me.all_events()
-    events = await services.storage.events.query(user.id, me.channel, query)
-    assert from_sql == [e.to_api() for e in events]
-    assert any(e["id"] == marked and e.get("description") == "now described" for e in from_sql)
-    assert all(e["folderId"] is None for e in from_sql)
-
-
-async def test_events_stored_before_version_3_get_their_json_at_start(api: Api) -> None:
-    """Schema version 3 added the stored JSON: applying the schema to a version-2 database
-    renders every existing event once."""
-    me = await owner(api)
-    for i in range(3):
-        assert (await me.event(time=100.0 + i, tags=[str(i)])).status == 201
-    pool = api.client.app[SERVICES_KEY].storage.pool
-    async with pool.acquire() as conn:
-        await conn.execute("ALTER TABLE events DISABLE TRIGGER events_json")
-        await conn.execute("UPDATE events SET json = NULL")
-        await conn.execute("ALTER TABLE events ENABLE TRIGGER events_json")
-        await conn.execute("UPDATE schema_version SET version = 2")
-    await apply_schema(pool)
-    assert await pool.fetchval("SELECT count(*) FROM events WHERE json IS NULL") == 0
-    assert await pool.fetchval("SELECT version FROM schema_version") >= 3
-    assert [e["tags"] for e in await me.all_events()] == [["0"], ["1"], ["2"]]
 
 
 async def test_content_without_a_type_is_a_parameter_error(api: Api) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pryvrt.transports.http import SERVICES_KEY
+from pryvrt.app import SERVICES_KEY
 from tests.activity import owner
 from tests.conftest import Api
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pryvrt.transports.http import SERVICES_KEY
+from pryvrt.app import SERVICES_KEY
 from tests.conftest import Api, AppFactory
 from tests.sockets import Socket, connect, refusal
 from tests.test_permission_matrix import (

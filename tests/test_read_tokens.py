@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
+from pryvrt.app import SERVICES_KEY
 from pryvrt.storage.database import apply_schema
-from pryvrt.transports.http import SERVICES_KEY
 from tests.conftest import Api
 from tests.test_attachments import multipart
 

@@ -11,9 +11,9 @@ import engineio
 import pytest
 import socketio
 
+from pryvrt.app import SOCKETIO_KEY
 from pryvrt.methods.registry import REGISTRY
 from pryvrt.transports.http import ROUTES
-from pryvrt.transports.socketio import SOCKETIO_KEY
 from tests.conftest import Api
 from tests.sockets import connect
 

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
+from pryvrt.app import SERVICES_KEY, SOCKETIO_KEY
 from pryvrt.methods.registry import REGISTRY
-from pryvrt.transports.http import SERVICES_KEY
-from pryvrt.transports.socketio import SOCKETIO_KEY
 from tests.conftest import Api
 from tests.sockets import connect, refusal
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pryvrt.transports.http import SERVICES_KEY
+from pryvrt.app import SERVICES_KEY
 from tests.conftest import Api, AppFactory
 from tests.test_attachments import multipart
 

@@ -25,7 +25,6 @@ class Services:
     """The long-lived parts a call may use (one instance per worker)."""
 
     settings: Settings
-    storage: Storage
     bus: Bus
     throttle: LoginThrottle
     credential_throttle: CredentialThrottle
@@ -38,14 +37,25 @@ class Services:
     secret_key: bytes = b""
     # user id -> uploads being received or stored by this worker (pryvrt.methods.uploads).
     uploads_in_progress: dict[str, int] = field(default_factory=dict)
+    _storage: Storage | None = None
+
+    @property
+    def storage(self) -> Storage:
+        """The database (opened at start-up: ``pryvrt.app.open_storage``)."""
+        if self._storage is None:
+            raise RuntimeError("the storage is not open: the app has not started")
+        return self._storage
+
+    def open(self, storage: Storage) -> None:
+        self._storage = storage
 
 
 @dataclass(eq=False)
 class CallContext:
     """One call: who calls (user, access), through which transport, and what it changed.
 
-    Transports fill ``username``/``credential``; ``dispatch`` resolves ``user``, ``access``
-    and, for channel methods, ``channel``. Handlers record changes with ``notify``; they are
+    Transports fill ``username``/``credential``; ``registry.call`` resolves ``user``,
+    ``access`` and, for channel methods, ``channel``. Handlers record changes with ``notify``; they are
     published after the handler returned (its transaction committed).
     """
 

@@ -2,7 +2,7 @@
 
 Methods take ``conn``: the pool by default, or a connection inside a transaction
 (``async with storage.transaction() as conn``). Storage raises domain errors
-(``NotFound``, ``Conflict``); methods translate them into API errors.
+(``storage.base.StorageError``: ``Conflict``...); methods translate them into API errors.
 """
 
 from __future__ import annotations
@@ -26,20 +26,9 @@ from pryvrt.storage.users import UsersStore
 
 
 class Storage:
-    """The database, seen as one store per resource (usable once ``attach``ed to a pool)."""
+    """The database, seen as one store per resource."""
 
-    pool: Pool
-    users: UsersStore
-    sessions: SessionsStore
-    tokens: TokensStore
-    channels: ChannelsStore
-    bookmarks: BookmarksStore
-    attachments: AttachmentsStore
-    folders: FoldersStore
-    events: EventsStore
-    periods: PeriodsStore
-
-    def attach(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.users = UsersStore(pool)
         self.sessions = SessionsStore(pool)

@@ -252,11 +252,6 @@ class EventsStore(Store):
         )
         return event_from_row(row) if row else None
 
-    async def query(self, user_id: str, channel_id: str, q: EventQuery) -> list[Event]:
-        """Events by time (then id) descending unless ``ascending``; see ``EventQuery``."""
-        rows = await self.pool.fetch(*select_events(user_id, channel_id, q))
-        return [event_from_row(r) for r in rows]
-
     async def query_json(self, user_id: str, channel_id: str, q: EventQuery) -> bytes:
         """``query``'s events as the API's JSON array, joined by PostgreSQL from each
         event's stored JSON (``json`` column, rendered at every write): a large reply costs
@@ -269,27 +264,6 @@ class EventsStore(Store):
             *args,
         )
         return str(text).encode()
-
-    async def explain_query(self, user_id: str, channel_id: str, q: EventQuery) -> str:
-        """PostgreSQL's plan for ``query`` as the server runs it: a prepared statement
-        under the connection's ``plan_cache_mode`` (tests check it stays on indexes)."""
-        sql, *args = select_events(user_id, channel_id, q)
-
-        def literal(value: Any) -> str:  # EXECUTE takes no bound parameters
-            if isinstance(value, list):
-                return "ARRAY[" + ", ".join(map(literal, value)) + "]::text[]"
-            if isinstance(value, str):
-                return "'" + value.replace("'", "''") + "'"
-            return repr(value)
-
-        values = ", ".join(map(literal, args))
-        async with self.pool.acquire() as conn:
-            await conn.execute("PREPARE pryvrt_explain AS " + sql)
-            try:
-                rows = await conn.fetch(f"EXPLAIN EXECUTE pryvrt_explain({values})")
-            finally:
-                await conn.execute("DEALLOCATE pryvrt_explain")
-        return "\n".join(r[0] for r in rows)
 
     async def insert(self, conn: Executor, user_id: str, event: Event) -> None:
         try:

@@ -34,7 +34,6 @@ from pryvrt.transports.multipart import UnreadableBody, body_timed_out, unreadab
 
 log = logging.getLogger(__name__)
 
-SERVICES_KEY = web.AppKey("services", Services)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
@@ -315,6 +314,17 @@ class HttpTransport:
     async def handle_register(self, request: web.Request) -> web.StreamResponse:
         return await self.dispatch(request, SERVICE_ROUTES[0], None, {})
 
+    async def handle_health(self, request: web.Request) -> web.Response:
+        """200 when the database answers, else 503 SERVICE_UNAVAILABLE."""
+        try:
+            await self.services.storage.ping()
+        except Exception as exc:
+            log.warning("health check failed: %s", type(exc).__name__)
+            raise errors.ServiceUnavailable(
+                "the database is unavailable", {"database": "down"}
+            ) from None
+        return json_response({"status": "ok", "database": "ok", "version": __version__})
+
 
 def wants_html(request: web.Request) -> bool:
     """A browser navigating (Accept: text/html first), not an API client."""
@@ -408,33 +418,13 @@ async def add_common_headers(request: web.Request, response: web.StreamResponse)
     headers["Access-Control-Max-Age"] = "86400"
 
 
-async def handle_health(request: web.Request) -> web.Response:
-    """200 when the database answers, else 503 SERVICE_UNAVAILABLE."""
-    services = request.app[SERVICES_KEY]
-    try:
-        await services.storage.ping()
-    except Exception as exc:
-        log.warning("health check failed: %s", type(exc).__name__)
-        raise errors.ServiceUnavailable(
-            "the database is unavailable", {"database": "down"}
-        ) from None
-    return json_response({"status": "ok", "database": "ok", "version": __version__})
-
-
-async def handle_openapi(request: web.Request) -> web.Response:
-    from pryvrt.transports.openapi import build_openapi
-
-    return json_response(build_openapi())
-
-
 def setup(app: web.Application, services: Services) -> HttpTransport:
     """Middleware, headers and the service routes; call ``add_user_routes`` last."""
     transport = HttpTransport(services)
     app.middlewares.append(error_middleware)
     app.on_response_prepare.append(add_common_headers)
     app.router.add_post("/users", transport.handle_register)
-    app.router.add_get("/health", handle_health)
-    app.router.add_get("/openapi.json", handle_openapi)
+    app.router.add_get("/health", transport.handle_health)
     return transport
 
 

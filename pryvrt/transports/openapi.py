@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from aiohttp import web
+
 from pryvrt import API_VERSION
 from pryvrt.methods.registry import REGISTRY, Auth
-from pryvrt.transports.http import ROUTES, SERVICE_ROUTES, Route
+from pryvrt.transports.http import ROUTES, SERVICE_ROUTES, Route, json_response
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 
@@ -147,3 +149,8 @@ def build_openapi() -> dict[str, Any]:
             },
         },
     }
+
+
+async def handle_openapi(request: web.Request) -> web.Response:
+    """GET /openapi.json."""
+    return json_response(build_openapi())

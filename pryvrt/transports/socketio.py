@@ -246,16 +246,10 @@ class SocketTransport:
         services.bus.set_listener(self.deliver)
 
     def attach(self, app: web.Application) -> None:
-        """Serve ``/socket.io/`` (before the users' catch-all route) and shut down cleanly."""
+        """Serve ``/socket.io/`` (register it before the users' catch-all route)."""
         self.sio.attach(app, socketio_path="socket.io")
-        app[SOCKETIO_KEY] = self
-        app.on_startup.append(self._start_sweeper)
-        app.on_shutdown.append(self.shutdown)
 
-    async def _start_sweeper(self, app: web.Application) -> None:
-        self._spawn(self._sweep_sessions())
-
-    async def _sweep_sessions(self) -> None:
+    async def sweep_sessions(self) -> None:
         """Disconnect the sockets whose session expired. Deletions and logouts come through
         the bus, but an expiry is no write: nothing would announce it to a socket that only
         listens. Every ``socket_recheck_seconds``, the sessions past the expiry last read
@@ -557,6 +551,3 @@ class SocketTransport:
                 log.debug("engine.io close failed", exc_info=True)
         eio.sockets.clear()
         await self.sio.shutdown()
-
-
-SOCKETIO_KEY = web.AppKey("socketio", SocketTransport)

@@ -1,0 +1,96 @@
+"""The event's API JSON: rendered in Python at insert (``Event.to_api``), by PostgreSQL at
+every update (``events_render_json`` in schema.sql), stored, and joined by ``events.get``.
+Both renderings must say the same for every shape of event, after every kind of write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pryvrt.app import SERVICES_KEY
+from pryvrt.storage.database import apply_schema
+from pryvrt.storage.events import Event, EventQuery, event_from_row, select_events
+from pryvrt.storage.pool import Pool
+from tests.activity import owner
+from tests.conftest import Api
+
+
+async def from_the_model(pool: Pool, user_id: str, channel_id: str, q: EventQuery) -> list[Any]:
+    """The events of a query as the Python model renders them (read from the rows)."""
+    rows = await pool.fetch(*select_events(user_id, channel_id, q))
+    events: list[Event] = [event_from_row(r) for r in rows]
+    return [e.to_api() for e in events]
+
+
+async def test_events_get_json_built_by_postgresql_matches_the_event_model(api: Api) -> None:
+    """events.get's reply joins the JSON each event got at its last write (the
+    events_render_json trigger, schema.sql); it must say exactly what ``Event.to_api``
+    says for every shape of event, after every kind of write."""
+    me = await owner(api)
+    folder = await me.folder("f")
+    shapes: list[dict[str, Any]] = [
+        {},
+        {"time": 1700000000.123456, "tags": ["a", "b"], "description": 'd " \\ é\n'},
+        {"value": {"type": "note:txt", "value": "hi"}, "folderId": folder},
+        {"value": {"type": "count:n", "value": 0.1}, "clientData": {"x": [1, {"y": None}]}},
+        {"value": {"type": "any:obj", "value": {"k": [1, 2.5, "s", True, None]}}},
+        {"value": {"type": "null:n", "value": None}},
+        {"time": 1000.5, "duration": 12.25},
+        {"time": 1e9, "duration": 0},
+    ]
+    for shape in shapes:
+        reply = await me.event(**shape)
+        assert reply.status == 201, reply
+    running = await me.start(folderId=folder)
+    assert running.status == 201, running
+    trashed = (await me.event(tags=["gone"])).body["id"]
+    await api.delete(me.path(f"/events/{trashed}"), auth=me.session)
+    from_sql = await me.all_events()
+    services = api.client.app[SERVICES_KEY]
+    user = await services.storage.users.by_username(me.username)
+    query = EventQuery(from_time=0, to_time=1e12, state="all", ascending=True, limit=1000)
+    pool = services.storage.pool
+    from_model = await from_the_model(pool, user.id, me.channel, query)
+    assert len(from_sql) == len(shapes) + 2
+    assert from_sql == from_model
+    # The same events rendered by the SQL trigger (as on every UPDATE) say the same.
+    await services.storage.pool.execute("UPDATE events SET json = NULL WHERE user_id = $1", user.id)
+    assert await me.all_events() == from_model
+    # Updates, a stop, a folder merged away: the stored JSON follows every write path.
+    marked = (await me.event(tags=["x"], folderId=folder)).body["id"]
+    reply = await api.put(
+        me.path(f"/events/{marked}"),
+        {"description": "now described", "tags": ["y", "z"], "clientData": {"k": 1}},
+        auth=me.session,
+    )
+    assert reply.status == 200, reply
+    assert (await me.stop(id=running.body["id"])).status == 200
+    reply = await api.delete(
+        me.path(f"/folders/{folder}?mergeEventsWithParent=true"), auth=me.session
+    )
+    assert reply.status == 200, reply
+    reply = await api.delete(
+        me.path(f"/folders/{folder}?mergeEventsWithParent=true"), auth=me.session
+    )
+    assert reply.status == 200, reply
+    from_sql = await me.all_events()
+    assert from_sql == await from_the_model(pool, user.id, me.channel, query)
+    assert any(e["id"] == marked and e.get("description") == "now described" for e in from_sql)
+    assert all(e["folderId"] is None for e in from_sql)
+
+
+async def test_events_stored_before_version_3_get_their_json_at_start(api: Api) -> None:
+    """Schema version 3 added the stored JSON: applying the schema to a version-2 database
+    renders every existing event once."""
+    me = await owner(api)
+    for i in range(3):
+        assert (await me.event(time=100.0 + i, tags=[str(i)])).status == 201
+    pool = api.client.app[SERVICES_KEY].storage.pool
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE events DISABLE TRIGGER events_json")
+        await conn.execute("UPDATE events SET json = NULL")
+        await conn.execute("ALTER TABLE events ENABLE TRIGGER events_json")
+        await conn.execute("UPDATE schema_version SET version = 2")
+    await apply_schema(pool)
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE json IS NULL") == 0
+    assert await pool.fetchval("SELECT version FROM schema_version") >= 3
+    assert [e["tags"] for e in await me.all_events()] == [["0"], ["1"], ["2"]]
