@@ -118,7 +118,8 @@ class Settings:
     db_pool_size: int = 10
     db_timeout: float = 10.0
     password_hash_fast: bool = False
-    # Seconds a socket's credential, once checked, is trusted without asking the database.
+    # Seconds between two sweeps closing the sockets of expired sessions (a socket's calls
+    # check their credential like any call, through the cache).
     socket_recheck_seconds: float = 5.0
     # Seconds a worker may serve a credential or channel from its cache (0: no cache); writes
     # invalidate it at once, on every worker (see pryvrt.auth.cache).

@@ -24,26 +24,28 @@ before the change.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from pryvrt.auth.permissions import Access
     from pryvrt.storage.channels import Channel
-    from pryvrt.storage.tokens import CredentialRow
 
 MAX_USERS = 10_000
 V = TypeVar("V")
+CREDENTIALS = "credentials"
+CHANNELS = "channels"
 
 
 @dataclass(slots=True)
 class _UserEntries:
-    credentials: dict[str, tuple[CredentialRow, float]] = field(default_factory=dict)
-    channels: dict[str, tuple[Channel, float]] = field(default_factory=dict)
+    # table (CREDENTIALS, CHANNELS) -> key -> (value, monotonic expiry)
+    tables: dict[str, dict[str, tuple[Any, float]]] = field(default_factory=dict)
 
 
 class AccessCache:
-    """Credentials and channels by user, each entry valid for ``ttl`` seconds."""
+    """Credentials (as ``Access``) and channels by user, each entry valid ``ttl`` seconds."""
 
     def __init__(self, ttl: float, live: Callable[[], bool] = lambda: True) -> None:
         self.ttl = ttl
@@ -56,36 +58,58 @@ class AccessCache:
     def enabled(self) -> bool:
         return self.ttl > 0 and self._live()
 
-    @property
-    def generation(self) -> int:
-        """Read before a lookup in the database; pass to ``put_*`` after it."""
-        return self._generation
+    async def credential(
+        self,
+        user_id: str,
+        credential: str,
+        load: Callable[[], Awaitable[Access | None]],
+        usable: Callable[[Access], bool],
+    ) -> Access | None:
+        """The cached ``Access`` if still ``usable``, else ``load()``ed and cached."""
+        return await self._through(CREDENTIALS, user_id, credential, load, usable)
 
-    def credential(self, user_id: str, credential: str) -> CredentialRow | None:
-        entries = self._users.get(user_id)
-        return None if entries is None else self._fresh(entries.credentials.get(credential))
+    async def channel(
+        self, user_id: str, channel_id: str, load: Callable[[], Awaitable[Channel | None]]
+    ) -> Channel | None:
+        return await self._through(CHANNELS, user_id, channel_id, load)
 
-    def put_credential(
-        self, user_id: str, credential: str, row: CredentialRow, generation: int
+    async def write_credential(
+        self, user_id: str, credential: str, access: Access, write: Callable[[], Awaitable[None]]
     ) -> None:
-        entries = self._entries(user_id, generation)
-        if entries is not None:
-            entries.credentials[credential] = (row, time.monotonic() + self.ttl)
+        """Run ``write`` (which makes ``access`` true in the database), then cache it."""
+        generation = self._generation
+        await write()
+        self._put(CREDENTIALS, user_id, credential, access, generation)
 
-    def channel(self, user_id: str, channel_id: str) -> Channel | None:
+    async def _through(
+        self,
+        table: str,
+        user_id: str,
+        key: str,
+        load: Callable[[], Awaitable[V | None]],
+        usable: Callable[[V], bool] | None = None,
+    ) -> V | None:
         entries = self._users.get(user_id)
-        return None if entries is None else self._fresh(entries.channels.get(channel_id))
+        hit = None if entries is None else entries.tables.get(table, {}).get(key)
+        if hit is not None and hit[1] >= time.monotonic() and self.enabled:
+            value: V = hit[0]
+            if usable is None or usable(value):
+                return value
+        generation = self._generation
+        loaded = await load()
+        if loaded is not None:
+            self._put(table, user_id, key, loaded, generation)
+        return loaded
 
-    def _fresh(self, hit: tuple[V, float] | None) -> V | None:
-        """The cached value, unless missing, expired, or the cache cannot be trusted now."""
-        if hit is None or hit[1] < time.monotonic() or not self.enabled:
-            return None
-        return hit[0]
-
-    def put_channel(self, user_id: str, channel: Channel, generation: int) -> None:
-        entries = self._entries(user_id, generation)
-        if entries is not None:
-            entries.channels[channel.id] = (channel, time.monotonic() + self.ttl)
+    def _put(self, table: str, user_id: str, key: str, value: Any, generation: int) -> None:
+        if generation != self._generation or not self.enabled:
+            return  # invalidated while the caller was reading the database
+        entries = self._users.get(user_id)
+        if entries is None:
+            if len(self._users) >= MAX_USERS:
+                self.invalidate(None)
+            entries = self._users[user_id] = _UserEntries()
+        entries.tables.setdefault(table, {})[key] = (value, time.monotonic() + self.ttl)
 
     def invalidate(self, user_id: str | None) -> None:
         """Forget one user's entries (``None``: everyone's) and fence off racing lookups."""
@@ -94,13 +118,3 @@ class AccessCache:
             self._users.clear()
         else:
             self._users.pop(user_id, None)
-
-    def _entries(self, user_id: str, generation: int) -> _UserEntries | None:
-        if generation != self._generation or not self.enabled:
-            return None  # invalidated while the caller was reading the database
-        entries = self._users.get(user_id)
-        if entries is None:
-            if len(self._users) >= MAX_USERS:
-                self.invalidate(None)
-            entries = self._users[user_id] = _UserEntries()
-        return entries

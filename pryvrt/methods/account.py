@@ -9,12 +9,14 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, StringConstraints, WithJsonSchema
 
 from pryvrt import errors
+from pryvrt.auth.identity import USERNAME_PATTERN
 from pryvrt.auth.passwords import DUMMY_HASH, hash_password, verify_password
 from pryvrt.ids import new_id, new_secret
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.params import ItemRef, Name, Params, raw_max_length
-from pryvrt.methods.registry import DB_UNAVAILABLE, USERNAME_PATTERN, Auth, method
+from pryvrt.methods.registry import Auth, method
 from pryvrt.storage.base import Conflict
+from pryvrt.storage.pool import UNAVAILABLE
 
 RESERVED_USERNAMES = frozenset(
     {
@@ -150,7 +152,7 @@ async def login(ctx: CallContext, p: LoginParams) -> dict[str, Any]:
     overtake the count) and taken back only when it succeeds (see ``auth.throttle``).
     """
     same_user = ctx.user is not None and p.userName.lower() == ctx.user.username
-    attempt = ctx.services.throttle.attempt(ctx.user_id, ctx.client_ip, unchecked=DB_UNAVAILABLE)
+    attempt = ctx.services.throttle.attempt(ctx.user_id, ctx.client_ip, unchecked=UNAVAILABLE)
     async with attempt:
         stored = await ctx.storage.users.password_hash(ctx.user_id)
         valid = await verify_password(stored if same_user and stored else DUMMY_HASH, p.password)

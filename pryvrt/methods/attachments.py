@@ -15,13 +15,14 @@ import orjson
 
 from pryvrt import errors
 from pryvrt.auth import read_tokens
+from pryvrt.auth.identity import access_of
 from pryvrt.auth.permissions import Access, Level
 from pryvrt.ids import new_id
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.event_fields import event_for_write
 from pryvrt.methods.folder_tree import FolderTree, level_on, require_level
 from pryvrt.methods.params import ChannelParams, ItemRef, Params
-from pryvrt.methods.registry import Auth, access_of, authenticate, method
+from pryvrt.methods.registry import Auth, authenticate, load_channel, method
 from pryvrt.methods.results import Download
 from pryvrt.methods.uploads import Upload, received_files
 from pryvrt.notify.messages import EVENTS_CHANGED
@@ -164,10 +165,7 @@ async def get(ctx: CallContext, p: FileParams) -> Download:
 async def by_credential(ctx: CallContext, p: FileParams) -> dict[str, Any]:
     """The file, when the call's credential reads its event (in any state)."""
     access = await authenticate(ctx)
-    if await ctx.storage.channels.get(ctx.user_id, p.channelId) is None:
-        raise errors.UnknownChannel(f"unknown channel {p.channelId!r}")
-    if access.best_level_in(p.channelId) is None:  # as for every channel method
-        raise errors.Forbidden("this credential has no read permission here")
+    await load_channel(ctx, p.channelId, Level.READ)  # as for every channel method
     event = await ctx.storage.events.get(ctx.user_id, p.channelId, p.id)
     if event is None:
         raise errors.UnknownEvent(f"unknown event {p.id!r}")

@@ -1,20 +1,20 @@
 """The method registry and ``call()``: the single choke point every transport goes through.
 
 A method is declared once with ``@method(id, Params, auth=..., channel_level=...)`` next to
-its handler. ``call()`` resolves the user and the credential, checks the credential kind and
-the channel permission, validates the parameters, runs the handler, turns every failure into
-an ``ApiError`` and publishes the recorded changes once the handler has returned (its
-transaction committed). HTTP, Socket.IO and batch calls all use it.
+its handler. ``call()`` resolves the user and the credential (``auth.identity``), checks the
+credential kind and the channel permission, validates the parameters, runs the handler,
+turns every failure into an ``ApiError`` (``api_error``: the one place where database
+errors become API errors) and publishes the recorded changes once the handler has returned
+(its transaction committed). HTTP, Socket.IO and batch calls all use it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -22,12 +22,12 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from pryvrt import errors
-from pryvrt.auth.permissions import Access, Level, parse_permissions
+from pryvrt.auth import identity
+from pryvrt.auth.permissions import Access, Level
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.params import ChannelParams
 from pryvrt.notify.bus import invalidates
 from pryvrt.storage.pool import UNAVAILABLE
-from pryvrt.storage.tokens import CredentialRow
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,6 @@ def method(
     return register
 
 
-# Whole-string (``fullmatch``): ``^...$`` with ``match`` let "alice\n" through.
-USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{3,21}[a-z0-9]")
-
-
 def validation_error(exc: ValidationError) -> errors.ApiError:
     """Pydantic errors → INVALID_PARAMETERS_FORMAT with one entry per field (or INVALID_ITEM_ID)."""
     problems: dict[str, str] = {}
@@ -136,69 +132,23 @@ def validate(model: type[P], raw: Any) -> P:
         raise validation_error(exc) from None
 
 
-_USER_CACHE_SIZE = 50_000
-
-
 async def resolve_user(ctx: CallContext) -> None:
-    if ctx.user is not None:
-        return
-    username = (ctx.username or "").lower()
-    cache = ctx.services.user_cache
-    user = cache.get(username)
-    if user is None:
-        if not USERNAME_PATTERN.fullmatch(username):
-            raise errors.UnknownUser(f"unknown user {ctx.username!r}")
-        user = await ctx.storage.users.by_username(username)
-        if user is None:
-            raise errors.UnknownUser(f"unknown user {ctx.username!r}")
-        if len(cache) >= _USER_CACHE_SIZE:
-            cache.clear()
-        cache[username] = user
-    ctx.user = user
+    if ctx.user is None:
+        ctx.user = await identity.find_user(ctx.services, ctx.username)
 
 
 async def authenticate(ctx: CallContext) -> Access:
-    """The credential of the call as an ``Access``; sessions slide their expiry."""
-    if ctx.access is not None:
-        return ctx.access
-    if not ctx.credential:
-        raise errors.InvalidToken("a credential is required (Authorization header or ?auth=)")
-    # Wrong credentials are throttled per client address (429 with retryAfter), checked
-    # before the cache too: a refused address learns nothing about any credential.
-    throttle = ctx.services.credential_throttle
-    if not ctx.known_credential:
-        throttle.check(ctx.client_ip)
-    now = time.time()
-    cache = ctx.services.cache
-    row = cache.credential(ctx.user_id, ctx.credential)
-    if row is None or (row.expires is not None and row.expires <= now):
-        generation = cache.generation
-        if ctx.known_credential:
-            row = await ctx.storage.tokens.find_credential(ctx.user_id, ctx.credential, now)
-        else:  # counted before the lookup, so concurrent guesses cannot overtake the count
-            async with throttle.attempt(ctx.client_ip, unchecked=UNAVAILABLE) as attempt:
-                row = await ctx.storage.tokens.find_credential(ctx.user_id, ctx.credential, now)
-                if row is not None:
-                    attempt.succeeded()
-        if row is None:
-            raise errors.InvalidToken("invalid or expired credential")
-        cache.put_credential(ctx.user_id, ctx.credential, row, generation)
-    if row.kind == "session" and row.expires is not None:
-        ttl = ctx.settings.session_ttl
-        # Slide the expiry, at most once a minute per session (not one write per request).
-        if now + ttl - row.expires > 60:
-            generation = cache.generation
-            await ctx.storage.sessions.touch(ctx.user_id, row.id, now + ttl)
-            row = replace(row, expires=now + ttl)
-            cache.put_credential(ctx.user_id, ctx.credential, row, generation)
-    ctx.access = access_of(row)
+    """The credential of the call as an ``Access`` (see ``auth.identity``)."""
+    if ctx.access is None:
+        assert ctx.user is not None, "authenticate after resolve_user"
+        ctx.access = await identity.authenticate(
+            ctx.services,
+            ctx.user,
+            ctx.credential,
+            client_ip=ctx.client_ip,
+            known=ctx.known_credential,
+        )
     return ctx.access
-
-
-def access_of(row: CredentialRow) -> Access:
-    return Access(
-        row.kind, row.id, row.name, parse_permissions(row.permissions), row.expires, row.access_id
-    )
 
 
 def check_credential_kind(method: Method, access: Access) -> None:
@@ -210,26 +160,41 @@ def check_credential_kind(method: Method, access: Access) -> None:
 
 async def load_channel(ctx: CallContext, channel_id: str, level: Level) -> None:
     access = ctx.require_access()
-    cache = ctx.services.cache
-    channel = cache.channel(ctx.user_id, channel_id)
-    if channel is None:
-        generation = cache.generation
-        channel = await ctx.storage.channels.get(ctx.user_id, channel_id)
-        if channel is None:
-            raise errors.UnknownChannel(f"unknown channel {channel_id!r}")
-        cache.put_channel(ctx.user_id, channel, generation)
+    channel = await identity.find_channel(ctx.services, ctx.user_id, channel_id)
     best = access.best_level_in(channel_id)
     if best is None or best < level:
         raise errors.Forbidden(f"this credential has no {level.api_name} permission here")
     ctx.channel = channel
 
 
-DB_UNAVAILABLE = UNAVAILABLE  # storage.pool: unreachable, frozen or restarting
-
-
 # PostgreSQL text and jsonb cannot hold the NUL character (U+0000): a value carrying it is
 # the client's error, found only when it reaches the database (no per-call scan for it).
 UNSTORABLE_TEXT = (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError)
+
+
+def api_error(exc: Exception, ctx: CallContext, what: str) -> errors.ApiError:
+    """Any failure of a call as the ``ApiError`` the client gets (logged when it is not the
+    client's fault). The one place where database errors become API errors."""
+    if isinstance(exc, errors.ApiError):
+        return exc
+    if isinstance(exc, UNSTORABLE_TEXT):
+        return errors.InvalidParametersFormat("text cannot contain the NUL character (\\u0000)")
+    extra = {"request_id": ctx.request_id, "method": what}
+    if isinstance(exc, UNAVAILABLE):  # storage.pool: unreachable, frozen or restarting
+        log.error("database unavailable: %s", type(exc).__name__, extra=extra)
+        return errors.ServiceUnavailable("the database is unavailable; try again later")
+    log.error("unexpected error in %s", what, exc_info=exc, extra=extra)
+    return errors.UnexpectedError(f"unexpected error (request id {ctx.request_id})")
+
+
+async def identify(ctx: CallContext) -> Access:
+    """The Socket.IO handshake: the addressed user and the credential's access, with the
+    errors a call would get (raises only ``ApiError``)."""
+    try:
+        await resolve_user(ctx)
+        return await authenticate(ctx)
+    except Exception as exc:
+        raise api_error(exc, ctx, "connect") from None
 
 
 async def _run(ctx: CallContext, method: Method, raw: Any) -> Any:
@@ -253,33 +218,15 @@ async def call(ctx: CallContext, method_id: str, raw: Any, *, publish: bool = Tr
     outcome = "ok"
     try:
         result = await _run(ctx, method, raw)
-    except errors.ApiError as exc:
-        outcome = exc.id
-        raise
     except asyncio.CancelledError:
         outcome = "cancelled"
         raise
-    except UNSTORABLE_TEXT:
-        outcome = "INVALID_PARAMETERS_FORMAT"
-        raise errors.InvalidParametersFormat(
-            "text cannot contain the NUL character (\\u0000)"
-        ) from None
-    except DB_UNAVAILABLE as exc:
-        outcome = "SERVICE_UNAVAILABLE"
-        log.error(
-            "database unavailable: %s",
-            type(exc).__name__,
-            extra={"request_id": ctx.request_id, "method": method_id},
-        )
-        raise errors.ServiceUnavailable("the database is unavailable; try again later") from None
-    except Exception:
-        outcome = "UNEXPECTED_ERROR"
-        log.exception(
-            "unexpected error in %s",
-            method_id,
-            extra={"request_id": ctx.request_id, "method": method_id},
-        )
-        raise errors.UnexpectedError(f"unexpected error (request id {ctx.request_id})") from None
+    except Exception as exc:
+        error = api_error(exc, ctx, method_id)
+        outcome = error.id
+        if error is exc:
+            raise
+        raise error from None
     finally:
         log.info(
             "call %s",

@@ -24,6 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from pryvrt import API_VERSION, __version__, errors
 from pryvrt.auth import browser_session
+from pryvrt.auth.identity import USERNAME_PATTERN
 from pryvrt.auth.throttle import request_address
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
@@ -298,7 +299,7 @@ class HttpTransport:
                 return json_response(service_info(self.services))
             raise errors.UnknownResource(f"no route {request.method} {request.path}")
         if not segments and request.method == "GET" and self.user_root_view is not None:
-            if not registry.USERNAME_PATTERN.fullmatch(username.lower()):
+            if not USERNAME_PATTERN.fullmatch(username.lower()):
                 raise errors.UnknownUser(f"unknown user {username!r}")
             return await self.user_root_view(request, username)
         view = self.user_views.get((request.method, "/".join(segments)))

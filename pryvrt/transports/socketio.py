@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -154,8 +153,8 @@ class Peer:
     access: Access
     client_ip: str | None
     base_url: str
-    # time.monotonic() of the last check of the credential against the database
-    checked: float = 0.0
+    # Its credential was revoked: the disconnect is on its way; calls meanwhile are refused.
+    revoked: bool = False
 
 
 def credential_from(auth: Any, environ: dict[str, Any]) -> str | None:
@@ -306,15 +305,9 @@ class SocketTransport:
         )
         ctx = self._context(environ, username, credential)
         try:
-            await registry.resolve_user(ctx)
-            access = await registry.authenticate(ctx)
+            access = await registry.identify(ctx)
         except errors.ApiError as exc:
             raise refusal(exc) from None
-        except registry.DB_UNAVAILABLE:
-            raise refusal(errors.ServiceUnavailable("the database is unavailable")) from None
-        except Exception:
-            log.exception("socket connect failed", extra={"request_id": ctx.request_id})
-            raise refusal(errors.UnexpectedError("unexpected error")) from None
         if not self._alive(sid, namespace):
             return False  # the client left while we checked its credential
         assert ctx.user is not None and ctx.credential is not None
@@ -334,7 +327,6 @@ class SocketTransport:
             access,
             ctx.client_ip,
             ctx.base_url,
-            time.monotonic(),
         )
         self.peers[sid] = peer
         self.by_user.setdefault(peer.user.id, {})[sid] = peer
@@ -405,15 +397,11 @@ class SocketTransport:
         """Any event: a method call answered as ack ``(error, result)``. Never raises."""
         try:
             peer = self.peers.get(sid)
-            if peer is None:
+            if peer is None or peer.revoked:
                 raise errors.InvalidToken("this socket is not authenticated")
             method_id, params = parse_call(event, args)
-            now = time.monotonic()
-            # The credential is checked again when its last check is older than a few
-            # seconds: a token deleted while its revocation could not reach us (Redis down),
-            # or a session that expired, stops working within that time. Checking on every
-            # call would cost one more database round trip per call (~40 % of throughput).
-            fresh = now - peer.checked < self.services.settings.socket_recheck_seconds
+            # Every call checks its credential like an HTTP call (through the worker's
+            # cache: no database round trip while the entry is fresh).
             ctx = CallContext(
                 services=self.services,
                 transport="socket.io",
@@ -423,14 +411,13 @@ class SocketTransport:
                 client_ip=peer.client_ip,
                 base_url=peer.base_url,
                 user=peer.user,
-                access=peer.access if fresh else None,
-                known_credential=True,
+                known_credential=True,  # checked at connect: not throttled
             )
             try:
                 return None, await registry.call(ctx, method_id, params)
             finally:
-                if not fresh and ctx.access is not None:
-                    peer.access, peer.checked = ctx.access, now
+                if ctx.access is not None:
+                    peer.access = ctx.access  # what it may see now (routing, the sweep)
         except errors.InvalidToken as exc:
             if sid in self.peers:
                 self._spawn(self._disconnect(sid))  # after the ack is queued
@@ -456,12 +443,12 @@ class SocketTransport:
                 for peer in peers:
                     # Constant time, like every comparison of a credential.
                     if hmac.compare_digest(peer.access.secret.encode(), revoked):
-                        # No more notifications, a fresh check on any call, and the
+                        # No more notifications, no more calls, and the
                         # disconnect in a task: when the socket revoked its own credential
                         # (admin.logout over Socket.IO), the task runs once this call's ack
                         # is queued, so the client still gets its answer.
                         group.pop(peer.sid, None)
-                        peer.checked = -math.inf
+                        peer.revoked = True
                         self._spawn(self._disconnect(peer.sid))
             elif change.kind == CHANNELS_CHANGED:
                 if channels_done:
