@@ -116,3 +116,10 @@ async def find_channel(services: Services, user_id: str, channel_id: str) -> Cha
     if channel is None:
         raise errors.UnknownChannel(f"unknown channel {channel_id!r}")
     return channel
+
+
+async def reread(services: Services, user_id: str, credential: str) -> Access | None:
+    """What the credential grants now, read from the database (no cache): ``None`` when it
+    no longer works. For listeners that make no calls (sockets: the sweep, a resync)."""
+    row = await services.storage.tokens.find_credential(user_id, credential, time.time())
+    return None if row is None else access_of(row)

@@ -8,7 +8,9 @@ the §3 error object, ``result`` the HTTP body. Calls go through ``registry.call
 
 Notifications come from the bus: this worker keeps its sockets grouped per user
 (``user id → {sid: Peer}``) and subscribes to a user's changes while it holds one of
-their sockets. One change is encoded once and sent to every socket that can see it.
+their sockets. Who hears what is ``notify.routing``'s answer; one change is encoded once
+and written to every socket that hears it (``fanout``, the only module that touches
+python-socketio's and engine.io's internals).
 """
 
 from __future__ import annotations
@@ -17,129 +19,27 @@ import asyncio
 import hmac
 import logging
 import secrets
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-import engineio
-import orjson
 import socketio
 from aiohttp import web
 
 from pryvrt import errors
 from pryvrt.auth import browser_session
-from pryvrt.auth.permissions import parse_permissions
 from pryvrt.auth.throttle import request_address
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
-from pryvrt.notify import Change
-from pryvrt.notify.messages import (
-    ACCESS_REVOKED,
-    CHANNELS_CHANGED,
-    EVENTS_CHANGED,
-    FOLDERS_CHANGED,
-    RESYNC,
-)
-from pryvrt.transports import exact_json, fanout
+from pryvrt.notify import Change, rechecks, routing
+from pryvrt.transports import fanout
 
 if TYPE_CHECKING:
     from pryvrt.auth.permissions import Access
     from pryvrt.storage.users import User
 
 log = logging.getLogger(__name__)
-
-
-# The event name a packet gets when it is not a Socket.IO event we can read: invalid JSON
-# (see SocketIoPacket), or JSON that is not an array starting with a name (see Server).
-UNDECODABLE = "\x00undecodable"
-
-
-class LenientJson:
-    """The JSON hook of Socket.IO packets (never engine.io's): a module-like object over orjson.
-
-    ``dumps`` accepts ``separators=`` and returns ``str``. ``loads`` turns invalid JSON (NaN,
-    1e400, nested over 1024 deep...) into an event named UNDECODABLE: python-socketio would
-    otherwise drop the packet and the caller would wait for an ack that never comes; the ack
-    id is parsed before the JSON, so the call still gets its error answer. Engine.io must not
-    get this hook: it tells its own text packets (``2probe`` during the polling → websocket
-    upgrade) from JSON by the ``ValueError`` of its hook.
-    """
-
-    @staticmethod
-    def dumps(obj: Any, **_: Any) -> str:
-        return orjson.dumps(obj).decode()
-
-    @staticmethod
-    def loads(data: str | bytes, **_: Any) -> Any:
-        try:
-            return exact_json.loads(data)  # an integer beyond 64 bits is refused too
-        except orjson.JSONDecodeError:
-            return [UNDECODABLE]
-
-
-class SocketIoPacket(socketio.packet.Packet):
-    """Socket.IO packets with their own JSON hook.
-
-    Passed as ``serializer=`` rather than ``json=``: python-socketio's ``json=`` also sets
-    engine.io's process-wide packet hook (see LenientJson). Engine.io keeps the stdlib
-    ``json``: it decodes only handshake-sized packets.
-    """
-
-    json = LenientJson
-
-    def encode(self) -> Any:
-        """Every ack gets out: a result orjson cannot encode (nested over 255 levels, an
-        integer over 64 bits...) is answered with UNEXPECTED_ERROR, as HTTP answers 500,
-        instead of leaving the caller waiting for an ack that never comes."""
-        try:
-            return super().encode()
-        except orjson.JSONEncodeError as exc:
-            if self.packet_type != socketio.packet.ACK:
-                raise
-            log.error("socket ack not encodable: %s", exc)
-            self.data = [
-                errors.UnexpectedError(
-                    "unexpected error: the result could not be encoded"
-                ).to_dict(),
-                None,
-            ]
-            return super().encode()
-
-
-class Server(fanout.SocketServer):
-    """The Socket.IO server (fanout.SocketServer), with one guard on incoming events.
-
-    An event's payload must be a JSON array whose first item is the event name; python-socketio
-    indexes it without checking, so ``{}``, ``[]`` or ``[["x"]]`` raised inside the library:
-    no ack (the caller waits forever) and a traceback in the log per message. Such payloads
-    are handed on as the UNDECODABLE event, which is answered with an error ack.
-    (``_handle_event`` is internal: python-socketio is pinned below 6, and
-    tests/test_malformed_input.py sends these payloads raw.)
-    """
-
-    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> Any:
-        if not isinstance(data, list) or not data or not isinstance(data[0], str):
-            data = [UNDECODABLE]
-        return await super()._handle_event(eio_sid, namespace, id, data)
-
-    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
-        """A long-polling client that closes its session gets its pending GET answered at
-        once (with a NOOP), as engine.io in node does. python-engineio leaves that GET
-        waiting up to ping interval + timeout (45 s), and python-socketio's clients wait
-        for it: ``disconnect()`` took that long. (``_handle_eio_disconnect`` is internal:
-        see above.) Only the client's own close (sent with ``abort``, so nothing waits for
-        the queue to drain) of a socket still on polling."""
-        await super()._handle_eio_disconnect(eio_sid, reason)
-        socket = self.eio.sockets.get(eio_sid)
-        if (
-            reason == self.reason.CLIENT_DISCONNECT
-            and socket is not None
-            and not socket.upgraded
-            and not socket.upgrading
-        ):
-            socket.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))
 
 
 @dataclass(eq=False, slots=True)
@@ -155,6 +55,10 @@ class Peer:
     base_url: str
     # Its credential was revoked: the disconnect is on its way; calls meanwhile are refused.
     revoked: bool = False
+
+    @property
+    def user_id(self) -> str:
+        return self.user.id
 
 
 def credential_from(auth: Any, environ: dict[str, Any]) -> str | None:
@@ -182,7 +86,7 @@ def split_command_id(command_id: str) -> tuple[str, str | None]:
 
 def parse_call(event: str, args: tuple[Any, ...]) -> tuple[str, Any]:
     """(method id, raw params) of one emitted event; missing params mean ``{}``."""
-    if event == UNDECODABLE:
+    if event == fanout.UNDECODABLE:
         raise errors.InvalidRequestStructure(
             "the message must be a JSON array [method, params]: valid JSON, nested at most"
             " 1024 levels, without NaN or numbers out of range"
@@ -220,10 +124,10 @@ class SocketTransport:
 
     def __init__(self, services: Services, *, websocket_only: bool = False) -> None:
         self.services = services
-        self.sio = Server(
+        self.sio = fanout.SocketServer(
             async_mode="aiohttp",
             namespaces="*",
-            serializer=SocketIoPacket,
+            serializer=fanout.SocketIoPacket,
             # Credentials travel in the handshake (auth or ?auth=), so a foreign origin gains
             # nothing by connecting: allow any origin, like the HTTP API. (The dashboard's
             # cookie counts only from our own origin: see browser_session.socket_credential.)
@@ -249,30 +153,18 @@ class SocketTransport:
         self.sio.attach(app, socketio_path="socket.io")
 
     async def sweep_sessions(self) -> None:
-        """Disconnect the sockets whose session expired. Deletions and logouts come through
-        the bus, but an expiry is no write: nothing would announce it to a socket that only
-        listens. Every ``socket_recheck_seconds``, the sessions past the expiry last read
-        are read again (use elsewhere may have slid it later): most sweeps read nothing."""
+        """Every ``socket_recheck_seconds``: disconnect the sockets whose session expired
+        (an expiry is no write: nothing else would announce it to a socket that listens)."""
         interval = max(self.services.settings.socket_recheck_seconds, 0.1)
-        storage = self.services.storage
         while True:
             await asyncio.sleep(interval)
-            now = time.time()
-            due = [
-                p
-                for p in self.peers.values()
-                if p.access.expires is not None and p.access.expires <= now
-            ]
-            for peer in due:
-                try:
-                    row = await storage.tokens.find_credential(peer.user.id, peer.credential, now)
-                except Exception as exc:  # the database is down: try again next time
-                    log.warning("session sweep failed: %s", type(exc).__name__)
-                    break
-                if row is None:
-                    await self._disconnect(peer.sid)
-                else:
-                    peer.access = replace(peer.access, expires=row.expires)
+            try:
+                gone = await rechecks.expired_sessions(self.services, list(self.peers.values()))
+            except Exception as exc:  # the database is down: try again next time
+                log.warning("session sweep failed: %s", type(exc).__name__)
+                continue
+            for peer in gone:
+                await self._disconnect(peer.sid)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -308,7 +200,7 @@ class SocketTransport:
             access = await registry.identify(ctx)
         except errors.ApiError as exc:
             raise refusal(exc) from None
-        if not self._alive(sid, namespace):
+        if not self.sio.is_open(sid, namespace):
             return False  # the client left while we checked its credential
         assert ctx.user is not None and ctx.credential is not None
         # Checked after the last await, so concurrent connects cannot all slip under the cap.
@@ -369,11 +261,6 @@ class SocketTransport:
             )
         return None
 
-    def _alive(self, sid: str, namespace: str) -> bool:
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
-        socket = self.sio.eio.sockets.get(eio_sid)
-        return socket is not None and not socket.closed and not socket.closing
-
     async def on_disconnect(self, namespace: str, sid: str, reason: Any = None) -> None:
         if self.sio.manager.is_connected(sid, namespace):
             return  # a client emitting an event named "disconnect": still connected
@@ -431,74 +318,33 @@ class SocketTransport:
     # -- notifications ----------------------------------------------------------------------
 
     async def deliver(self, user_id: str, changes: Sequence[Change]) -> None:
-        """The bus listener: send each change once to every socket that may see it."""
+        """The bus listener: send what ``notify.routing`` says, each frame encoded once."""
         group = self.by_user.get(user_id)
         if not group:
             return
-        channels_done = False
-        for change in changes:
-            peers = list(group.values())
-            if change.kind == ACCESS_REVOKED:
-                revoked = (change.subject or "").encode()
-                for peer in peers:
-                    # Constant time, like every comparison of a credential.
-                    if hmac.compare_digest(peer.access.secret.encode(), revoked):
-                        # No more notifications, no more calls, and the
-                        # disconnect in a task: when the socket revoked its own credential
-                        # (admin.logout over Socket.IO), the task runs once this call's ack
-                        # is queued, so the client still gets its answer.
-                        group.pop(peer.sid, None)
-                        peer.revoked = True
-                        self._spawn(self._disconnect(peer.sid))
-            elif change.kind == CHANNELS_CHANGED:
-                if channels_done:
-                    continue
-                # Once per publish, to the sockets that can see one of the changed channels
-                # (a change without a channel id reaches everyone).
-                channels_done = True
-                changed = {c.subject for c in changes if c.kind == CHANNELS_CHANGED}
-                visible = [
-                    p
-                    for p in peers
-                    if None in changed
-                    or any(p.access.can_see_channel(c) for c in changed if c is not None)
-                ]
-                await self._emit(CHANNELS_CHANGED, None, visible)
-            elif change.kind in (EVENTS_CHANGED, FOLDERS_CHANGED) and change.subject:
-                channel_id = change.subject
-                visible = [p for p in peers if p.access.can_see_channel(channel_id)]
-                await self._emit(change.kind, {"channelId": channel_id}, visible)
-            elif change.kind == RESYNC:
-                await self._resync(peers)
-
-    async def _emit(self, event: str, data: Any, peers: Sequence[Peer]) -> None:
-        """One frame per namespace, written to every socket (see ``fanout``)."""
-        by_namespace: dict[str, list[str]] = {}
-        for peer in peers:
-            by_namespace.setdefault(peer.namespace, []).append(peer.sid)
-        for namespace, sids in by_namespace.items():
-            await self.sio.emit_once(event, data, sids, namespace)
-
-    async def _resync(self, peers: Sequence[Peer]) -> None:
-        """After the bus may have lost messages: drop the sockets whose credential was revoked
-        or whose permissions changed meanwhile (as a token update does), ask the rest to
-        refetch."""
-        storage = self.services.storage
-        keep = []
-        for peer in peers:
-            row = await storage.tokens.find_credential(peer.user.id, peer.credential, time.time())
-            if row is None or parse_permissions(row.permissions) != peer.access.permissions:
+        plan = routing.route(changes, list(group.values()))
+        for peer in plan.revoked:
+            # No more notifications, no more calls, and the disconnect in a task: when the
+            # socket revoked its own credential (admin.logout over Socket.IO), the task runs
+            # once this call's ack is queued, so the client still gets its answer.
+            group.pop(peer.sid, None)
+            peer.revoked = True
+            self._spawn(self._disconnect(peer.sid))
+        await self._send(plan.sends)
+        if plan.resync:
+            gone, sends = await rechecks.resync(self.services, user_id, list(group.values()))
+            for peer in gone:
                 await self._disconnect(peer.sid)
-            else:
-                keep.append(peer)
-        if not keep:
-            return
-        await self._emit(CHANNELS_CHANGED, None, keep)
-        for channel in await storage.channels.list_all(keep[0].user.id, "all"):
-            channel_id = channel.id
-            visible = [p for p in keep if p.access.can_see_channel(channel_id)]
-            for kind in (FOLDERS_CHANGED, EVENTS_CHANGED):
-                await self._emit(kind, {"channelId": channel_id}, visible)
+            await self._send(sends)
+
+    async def _send(self, sends: Sequence[routing.Send[Peer]]) -> None:
+        """One frame per message and namespace, written to every socket (see ``fanout``)."""
+        for send in sends:
+            by_namespace: dict[str, list[str]] = {}
+            for peer in send.to:
+                by_namespace.setdefault(peer.namespace, []).append(peer.sid)
+            for namespace, sids in by_namespace.items():
+                await self.sio.emit_once(send.event, send.data, sids, namespace)
 
     async def _disconnect(self, sid: str) -> None:
         peer = self.peers.get(sid)
@@ -527,14 +373,5 @@ class SocketTransport:
         self.closing = True
         for task in list(self._tasks):
             task.cancel()
-        eio = self.sio.eio
-        for socket in list(eio.sockets.values()):
-            try:
-                await socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
-                # Wake the writer: a websocket's closes its connection, a pending long-poll
-                # answers with no packet (the client's next poll finds no session).
-                socket.queue.put_nowait(None)
-            except Exception:  # pragma: no cover - best effort while stopping
-                log.debug("engine.io close failed", exc_info=True)
-        eio.sockets.clear()
+        await self.sio.close_all()
         await self.sio.shutdown()
