@@ -8,7 +8,7 @@ from typing import Any
 
 from pryvrt.app import SERVICES_KEY
 from pryvrt.storage.database import apply_schema
-from pryvrt.storage.events import Event, EventQuery, event_from_row, select_events
+from pryvrt.storage.events import Event, EventQuery, event_from_row, json_with, select_events
 from pryvrt.storage.pool import Pool
 from tests.activity import owner
 from tests.conftest import Api
@@ -94,3 +94,13 @@ async def test_events_stored_before_version_3_get_their_json_at_start(api: Api) 
     assert await pool.fetchval("SELECT count(*) FROM events WHERE json IS NULL") == 0
     assert await pool.fetchval("SELECT version FROM schema_version") >= 3
     assert [e["tags"] for e in await me.all_events()] == [["0"], ["1"], ["2"]]
+
+
+def test_stored_json_takes_more_fields_without_being_decoded() -> None:
+    import orjson
+
+    event = Event("e", "c", 1.5, False, None, None, None, None, [], None, {}, [], False, 2.0)
+    rendered = orjson.dumps(event.to_api())
+    answer = orjson.dumps([json_with(rendered, {"clientId": 'a "b"'})])
+    assert orjson.loads(answer) == [{**event.to_api(), "clientId": 'a "b"'}]
+    assert orjson.loads(orjson.dumps(json_with(rendered, {}))) == event.to_api()

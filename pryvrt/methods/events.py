@@ -6,6 +6,7 @@ no folder). Writes of periods follow ``periods`` under the channel's row lock.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from typing import Any
@@ -52,7 +53,7 @@ from pryvrt.methods.registry import method
 from pryvrt.methods.uploads import Upload, received_files
 from pryvrt.notify.messages import EVENTS_CHANGED
 from pryvrt.storage.base import Conflict
-from pryvrt.storage.events import Event, EventQuery
+from pryvrt.storage.events import ChannelUnavailable, Event, EventQuery
 
 DAY = 24 * 3600.0
 DEFAULT_LIMIT = 20
@@ -144,34 +145,43 @@ class CreateParams(EventFields, ChannelParams):
 async def record(
     ctx: CallContext, fields: EventFields, *, is_period: bool, duration: float | None
 ) -> dict[str, Any]:
-    """Record a new event (under the channel lock; exclusive for periods)."""
+    """Record a new event under the channel's lock (exclusive for periods: ``periods``).
+
+    Files sent with it (multipart) are received whole on disk first, before any transaction
+    opens. A mark with no folder and no file needs nothing but the channel to be there and
+    not trashed: it opens no transaction here, and the store's insert checks the channel
+    under the same share lock in its own statement (the hot path: one round trip)."""
     if ctx.uploads is not None:  # multipart events.create: the files first, whole on disk
         async with received_files(ctx) as files:
-            return await record_locked(ctx, fields, is_period, duration, files)
-    if not is_period and fields.folderId is None:
-        return await record_plain_mark(ctx, fields)
-    return await record_locked(ctx, fields, is_period, duration, [])
+            return await record_with(ctx, fields, is_period, duration, files)
+    return await record_with(ctx, fields, is_period, duration, [])
 
 
-async def record_locked(
+async def record_with(
     ctx: CallContext,
     fields: EventFields,
     is_period: bool,
     duration: float | None,
     files: list[Upload],
 ) -> dict[str, Any]:
-    """``record`` in one transaction, with the files already received (``files``)."""
+    """``record``, with the files already received (``files``)."""
     access = ctx.require_access()
-    async with ctx.storage.transaction() as conn:
-        channel = await lock_channel(ctx, conn, exclusive=is_period)
-        # Events with no folder need no tree (no ancestors): one round trip less per mark.
-        folders = (
-            []
-            if fields.folderId is None
-            else await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn)
-        )
-        check_target_folder(access, channel.id, FolderTree(folders), fields.folderId)
-        refuse_trashed_channel(channel)
+    plain = not is_period and fields.folderId is None and ctx.uploads is None
+    async with contextlib.AsyncExitStack() as stack:
+        conn = None if plain else await stack.enter_async_context(ctx.storage.transaction())
+        if conn is None:
+            channel = ctx.require_channel()
+            tree = FolderTree([])  # events with no folder need no tree (no ancestors)
+        else:
+            channel = await lock_channel(ctx, conn, exclusive=is_period)
+            tree = FolderTree(
+                []
+                if fields.folderId is None
+                else await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn)
+            )
+        check_target_folder(access, channel.id, tree, fields.folderId)
+        if conn is not None:
+            refuse_trashed_channel(channel)
         # Read the clock once the lock is held: concurrent starts then get increasing times.
         now = time.time()
         at = now if fields.time is None else fields.time
@@ -186,39 +196,23 @@ async def record_locked(
         )
         stopped = None
         if is_period:
+            assert conn is not None
             end = None if duration is None else at + duration
             stopped = await place_period(ctx, conn, channel, event.id, at, end, now)
         try:
-            await ctx.storage.events.insert(conn, ctx.user_id, event)
+            await ctx.storage.events.insert(ctx.user_id, event, conn)
         except Conflict:
             raise errors.ItemIdAlreadyExists("an event with this id already exists") from None
+        except ChannelUnavailable as exc:  # deleted or trashed since the call began
+            if not exc.trashed:
+                raise errors.UnknownChannel(f"unknown channel {channel.id!r}") from None
+            refuse_trashed_channel(channel, trashed=True)
         if files:
             await ctx.storage.events.set_attachments(
                 conn, ctx.user_id, await store_files(ctx, conn, event, files)
             )
     ctx.notify(EVENTS_CHANGED, channel.id)
     return {"id": event.id, "stoppedId": stopped} if stopped else {"id": event.id}
-
-
-async def record_plain_mark(ctx: CallContext, fields: EventFields) -> dict[str, Any]:
-    """The hot path of ``record``: a mark with no folder and no file needs only the channel
-    to be there and not trashed, which one statement checks under the same share lock."""
-    channel_id = ctx.require_channel().id
-    check_target_folder(ctx.require_access(), channel_id, FolderTree([]), None)
-    now = time.time()
-    at = now if fields.time is None else fields.time
-    event_id = fields.id or new_id()
-    event = new_event(fields, event_id, channel_id, at=at, is_period=False, duration=None, now=now)
-    try:
-        state = await ctx.storage.events.insert_into_live_channel(ctx.user_id, event)
-    except Conflict:
-        raise errors.ItemIdAlreadyExists("an event with this id already exists") from None
-    if state == "unknown":  # deleted since the call began
-        raise errors.UnknownChannel(f"unknown channel {channel_id!r}")
-    if state == "trashed":
-        refuse_trashed_channel(ctx.require_channel(), trashed=True)
-    ctx.notify(EVENTS_CHANGED, channel_id)
-    return {"id": event_id}
 
 
 RECORD_ERRORS = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-import orjson
 from pydantic import StringConstraints
 
 from pryvrt import errors
@@ -20,7 +19,7 @@ from pryvrt.methods.periods import NewPeriod, place_batch
 from pryvrt.methods.registry import method
 from pryvrt.notify.messages import EVENTS_CHANGED
 from pryvrt.storage.base import Conflict
-from pryvrt.storage.events import Event
+from pryvrt.storage.events import Event, json_with
 
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
@@ -122,7 +121,7 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
         ctx.notify(EVENTS_CHANGED, channel.id)
     # Each event as stored, plus its clientId: encoded once, for the row and for the reply.
     added = [
-        orjson.Fragment(json[:-1] + b',"clientId":' + orjson.dumps(item.clientId) + b"}")
+        json_with(json, {"clientId": item.clientId})
         for json, item in zip(rendered, p.events, strict=True)
     ]
     return {"addedEvents": added, "stoppedId": stopped} if stopped else {"addedEvents": added}

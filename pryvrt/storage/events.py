@@ -1,4 +1,13 @@
-"""Events: marks and periods in a channel, and their queries (API.md §6)."""
+"""Events: marks and periods in a channel, their API JSON, inserts and queries (API.md §6).
+
+This module alone knows an event's JSON and how it is written. Each row keeps its API form
+(``json``): rendered here (``Event.to_api``) at insert, and by PostgreSQL's
+``events_render_json`` trigger (schema.sql) at every update, so reads join stored text
+(tests/test_event_json.py holds the two renderings equal). How a row is inserted is this
+module's choice: inside the caller's transaction, alone in a grouped autocommitted
+statement (``group_commit``), or many at once by COPY; callers see ``insert``,
+``insert_many`` and the typed errors ``Conflict`` and ``ChannelUnavailable``.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +19,18 @@ from typing import Any
 import asyncpg
 import orjson
 
-from pryvrt.storage.base import Conflict, Executor, Store, conflict_field
+from pryvrt.storage.base import Conflict, Executor, StorageError, Store, conflict_field
 from pryvrt.storage.group_commit import GroupCommit
 from pryvrt.storage.pool import Pool
+
+
+class ChannelUnavailable(StorageError):
+    """An insert found its channel deleted (``trashed`` False) or in the trash: nothing was
+    written."""
+
+    def __init__(self, trashed: bool) -> None:
+        super().__init__("trashed" if trashed else "deleted")
+        self.trashed = trashed
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +81,13 @@ class Event:
         out["trashed"] = self.trashed
         out["modified"] = self.modified
         return out
+
+
+def json_with(rendered: bytes, fields: dict[str, Any]) -> orjson.Fragment:
+    """An event's stored JSON (as ``insert_many`` returns it) with more fields, without
+    decoding it: for answers that name each event (``clientId``)."""
+    extra = orjson.dumps(fields)
+    return orjson.Fragment(rendered[:-1] + b"," + extra[1:] if len(extra) > 2 else rendered)
 
 
 def event_from_row(row: asyncpg.Record) -> Event:
@@ -265,7 +290,19 @@ class EventsStore(Store):
         )
         return str(text).encode()
 
-    async def insert(self, conn: Executor, user_id: str, event: Event) -> None:
+    async def insert(
+        self, user_id: str, event: Event, conn: asyncpg.Connection | None = None
+    ) -> None:
+        """Insert a new event: inside ``conn``'s transaction (the caller holds the channel's
+        lock and checked it), or, without ``conn``, in one autocommitted statement that
+        takes a share lock of the channel row and checks it (``ChannelUnavailable``):
+        one round trip instead of BEGIN, lock, INSERT, COMMIT, and concurrent ones share
+        their statement and commit (``group_commit``). ``Conflict``: the id is taken."""
+        if conn is None:
+            state = await self._live_inserts.submit((user_id, event))
+            if state != "inserted":
+                raise ChannelUnavailable(trashed=state == "trashed")
+            return
         try:
             await conn.execute(
                 f"INSERT INTO events ({', '.join(COLUMNS)})"
@@ -274,15 +311,6 @@ class EventsStore(Store):
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
-
-    async def insert_into_live_channel(self, user_id: str, event: Event) -> str:
-        """Insert in one autocommitted statement, under a share lock of the channel row that
-        also checks it: ``"inserted"``, else ``"trashed"`` or ``"unknown"`` (nothing written).
-
-        For writes that need no other check inside the transaction (a mark with no folder):
-        one round trip instead of BEGIN, lock, INSERT, COMMIT; and concurrent ones share
-        their statement and commit (``group_commit``)."""
-        return await self._live_inserts.submit((user_id, event))
 
     async def _insert_one_live(self, item: tuple[str, Event]) -> str:
         user_id, event = item
@@ -319,7 +347,8 @@ class EventsStore(Store):
     ) -> list[bytes]:
         """Bulk insert inside ``conn``'s transaction: COPY into a temporary table, then one
         INSERT ... SELECT (binary COPY has no jsonb encoder, so JSON travels as text).
-        Returns each event's API JSON as stored (the caller may answer with it)."""
+        Returns each event's API JSON as stored, encoded once for the row and the answer
+        (``json_with`` adds fields to it)."""
         rendered = [orjson.dumps(e.to_api()) for e in events]
         await conn.execute(
             "CREATE TEMPORARY TABLE events_in (id text, time float8, is_period bool,"
