@@ -24,8 +24,11 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from pryvrt.app import create_app
+from pryvrt.auth.permissions import Level
 from pryvrt.config import Settings
-from pryvrt.methods.registry import REGISTRY
+from pryvrt.methods.params import ChannelParams
+from pryvrt.methods.registry import REGISTRY, Auth
+from pryvrt.methods.scope import Reach
 from pryvrt.transports.http import ROUTES, SERVICE_ROUTES, Route
 from tests.conftest import Api
 from tests.sockets import Socket, connect, refusal
@@ -572,10 +575,22 @@ def outcome_of_http(call: Call, status: int, body: Any) -> str:
     """``Y``, a code of CODES, or a description of anything else (which fails the case)."""
     if call.method_id == "batch" and status == 200:
         inner = body[0]
-        return "Y" if "result" in inner else code_of(None, inner["error"])
+        if "result" in inner:
+            return "Y"
+        check_declared(call.params["calls"][0]["method"], inner["error"])
+        return code_of(None, inner["error"])
     if 200 <= status < 300:
         return "Y"
+    check_declared(call.method_id, body)
     return code_of(status, body)
+
+
+def check_declared(method_id: str, error: Any) -> None:
+    """Every error a method answers with is one it declares (``Method.errors``: its
+    handler's, plus those its authentication and declared need imply)."""
+    error_id = error.get("id") if isinstance(error, dict) else None
+    declared = REGISTRY[method_id].errors
+    assert error_id in declared, f"{method_id} answered {error_id!r}, not among {declared}"
 
 
 def code_of(status: int | None, error: Any) -> str:
@@ -586,7 +601,7 @@ def code_of(status: int | None, error: Any) -> str:
     return f"{status} {error!r}"
 
 
-async def run_case(env: Env, method_id: str, column: str, scope: str) -> tuple[str, str]:
+async def outcome(env: Env, method_id: str, column: str, scope: str) -> str:
     at = env.positions(column)[scope]
     call = await SPECS[method_id](env, at, column)
     status, body = await over_http(env.api, call, env.credentials[column])
@@ -594,7 +609,11 @@ async def run_case(env: Env, method_id: str, column: str, scope: str) -> tuple[s
         # The session ended, as asked: open a new one for the next cases.
         env.owner.session = await env.api.login(env.owner.username)
         env.credentials["session"] = env.owner.session
-    return outcome_of_http(call, status, body), expected(method_id, column, scope)
+    return outcome_of_http(call, status, body)
+
+
+async def run_case(env: Env, method_id: str, column: str, scope: str) -> tuple[str, str]:
+    return await outcome(env, method_id, column, scope), expected(method_id, column, scope)
 
 
 @pytest.fixture(scope="module")
@@ -649,10 +668,14 @@ class SocketPool:
 
 def outcome_of_ack(call: Call, error: Any, result: Any) -> str:
     if error is not None:
+        check_declared(call.method_id, error)
         return code_of(None, error)
     if call.method_id == "batch":
         inner = result[0]
-        return "Y" if "result" in inner else code_of(None, inner["error"])
+        if "result" in inner:
+            return "Y"
+        check_declared(call.params["calls"][0]["method"], inner["error"])
+        return code_of(None, inner["error"])
     return "Y"
 
 
@@ -682,6 +705,43 @@ async def test_the_credential_gets_what_the_matrix_says_over_socketio(
     want = expected(method_id, column, scope) if opens else "I"
     tally["socket.io"] += 1
     assert got == want, f"{method_id} with {column} on an item {scope} of scope, over Socket.IO"
+
+
+# -- the declared level is the enforced one ------------------------------------------------
+#
+# Derived from each method's declaration (``Method.need``), not from the table above: a
+# token holding exactly the declared level on the declared target (the whole channel for
+# Reach.CHANNEL, else folder F, the parent of the case's folder F1) is never refused; one
+# holding the level below it there (no permission in the channel below read) is.
+
+DECLARING = [m.id for m in REGISTRY.values() if m.need is not None and m.auth is Auth.ACCESS]
+
+
+def declared_columns(method_id: str) -> tuple[str, str]:
+    """(the column holding exactly the declared level, the column one level below)."""
+    need = REGISTRY[method_id].need
+    assert need is not None
+    kind = "channel" if need.target.reach is Reach.CHANNEL else "folder"
+    below = (
+        "no-permission" if need.level is Level.READ else f"{kind}-{Level(need.level - 1).api_name}"
+    )
+    return f"{kind}-{need.level.api_name}", below
+
+
+def test_every_channel_method_declares_its_need() -> None:
+    channel_methods = [m.id for m in REGISTRY.values() if issubclass(m.params, ChannelParams)]
+    assert channel_methods and all(REGISTRY[m].need is not None for m in channel_methods)
+    assert len(DECLARING) == len(channel_methods) - 1  # channels.delete: personal only
+
+
+@in_module_loop
+@pytest.mark.parametrize("method_id", DECLARING)
+async def test_the_declared_level_on_the_declared_target_is_the_enforced_one(
+    env: Env, method_id: str
+) -> None:
+    at_level, below = declared_columns(method_id)
+    assert await outcome(env, method_id, at_level, "in") == "Y", f"{method_id} at {at_level}"
+    assert await outcome(env, method_id, below, "in") == "F", f"{method_id} at {below}"
 
 
 # -- lists never show what the credential does not cover -----------------------------------

@@ -19,12 +19,12 @@ from pryvrt.auth.identity import access_of
 from pryvrt.auth.permissions import Access, Level
 from pryvrt.ids import new_id
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.event_fields import event_for_write
-from pryvrt.methods.folder_tree import FolderTree, level_on, require_level
-from pryvrt.methods.params import ChannelParams, ItemRef, Params
-from pryvrt.methods.registry import Auth, authenticate, load_channel, method
+from pryvrt.methods.folder_tree import FolderTree, level_on
+from pryvrt.methods.params import ChannelParams, ItemRef
+from pryvrt.methods.registry import method
 from pryvrt.methods.results import Download
-from pryvrt.methods.uploads import Upload, received_files
+from pryvrt.methods.scope import Need, at_event
+from pryvrt.methods.uploads import Upload
 from pryvrt.notify.messages import EVENTS_CHANGED
 from pryvrt.storage.attachments import CHUNK_SIZE
 from pryvrt.storage.events import Event
@@ -97,35 +97,36 @@ class AddParams(ChannelParams):
     id: ItemRef
 
 
+# The addressed event, row-locked in the call's transaction (the channel is not locked).
+EVENT_WRITE = Need(Level.CONTRIBUTE, at_event("id", for_update=True), transaction=True)
+
+
 @method(
     "events.addAttachments",
     AddParams,
-    channel_level=Level.CONTRIBUTE,
+    need=EVENT_WRITE,
     files=True,
     errors=(
-        "UNKNOWN_EVENT",
         "PAYLOAD_TOO_LARGE",
         "ITEM_NAME_ALREADY_EXISTS",
-        "FORBIDDEN",
         "TOO_MANY_REQUESTS",
+        "INVALID_REQUEST_STRUCTURE",
     ),
 )
 async def add(ctx: CallContext, p: AddParams) -> dict[str, Any]:
-    """Add files (multipart, every part a file) to an event; answers the updated event."""
+    """Add files (multipart, every part a file) to an event; answers the updated event.
+    (``registry.call`` refused an unwritable event before receiving the files.)"""
     if ctx.uploads is None:
         raise errors.InvalidRequestStructure("send the files as multipart/form-data")
-    # Refuse before receiving anything when the event is not there or not writable.
-    await event_for_write(ctx, ctx.storage.pool, p.channelId, p.id)
-    async with received_files(ctx) as files, ctx.storage.transaction() as conn:
-        event = await event_for_write(ctx, conn, p.channelId, p.id)
-        event = await store_files(ctx, conn, event, files)
-        await ctx.storage.events.set_attachments(conn, ctx.user_id, event)
+    scope = ctx.require_scope()
+    assert scope.event is not None
+    event = await store_files(ctx, scope.conn, scope.event, ctx.files)
+    await ctx.storage.events.set_attachments(scope.conn, ctx.user_id, event)
     ctx.notify(EVENTS_CHANGED, p.channelId)
     return sign_attachments(ctx, event.to_api())
 
 
-class FileParams(Params):
-    channelId: ItemRef
+class FileParams(ChannelParams):
     id: ItemRef
     fileName: str
     readToken: str | None = None
@@ -138,20 +139,28 @@ def find_file(event: Event, file_name: str) -> dict[str, Any]:
     raise errors.UnknownAttachment(f"the event has no file named {file_name!r}")
 
 
+def anonymous_download(p: FileParams, ctx: CallContext) -> bool:
+    """A readToken and no credential: the token is checked (``by_read_token``), no scope."""
+    return p.readToken is not None and ctx.credential is None
+
+
 @method(
     "events.getAttachment",
     FileParams,
-    auth=Auth.NONE,
+    need=Need(Level.READ, at_event("id")),
+    anonymous=anonymous_download,
     files=True,
-    errors=("UNKNOWN_EVENT", "UNKNOWN_ATTACHMENT", "INVALID_TOKEN", "FORBIDDEN"),
+    errors=("UNKNOWN_ATTACHMENT",),
 )
 async def get(ctx: CallContext, p: FileParams) -> Download:
     """The file's bytes. ``?readToken=`` (from the attachment) works without a credential,
     so ``<img src=".../photo.jpg?readToken=...">`` displays in a browser."""
-    if p.readToken is not None and ctx.credential is None:
+    if p.readToken is not None and anonymous_download(p, ctx):
         attachment = await by_read_token(ctx, p, p.readToken)
     else:
-        attachment = await by_credential(ctx, p)
+        event = ctx.require_scope().event
+        assert event is not None
+        attachment = find_file(event, p.fileName)
     chunks = ctx.storage.attachments.read(ctx.user_id, p.channelId, p.id, attachment["id"])
     return Download(
         attachment["fileName"],
@@ -160,18 +169,6 @@ async def get(ctx: CallContext, p: FileParams) -> Download:
         attachment["integrity"],
         chunks,
     )
-
-
-async def by_credential(ctx: CallContext, p: FileParams) -> dict[str, Any]:
-    """The file, when the call's credential reads its event (in any state)."""
-    access = await authenticate(ctx)
-    await load_channel(ctx, p.channelId, Level.READ)  # as for every channel method
-    event = await ctx.storage.events.get(ctx.user_id, p.channelId, p.id)
-    if event is None:
-        raise errors.UnknownEvent(f"unknown event {p.id!r}")
-    tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, p.channelId))
-    require_level(access, p.channelId, tree, event.folder_id, Level.READ)
-    return find_file(event, p.fileName)
 
 
 async def by_read_token(ctx: CallContext, p: FileParams, read_token: str) -> dict[str, Any]:
@@ -219,18 +216,19 @@ class DeleteFileParams(ChannelParams):
 @method(
     "events.deleteAttachment",
     DeleteFileParams,
-    channel_level=Level.CONTRIBUTE,
-    errors=("UNKNOWN_EVENT", "UNKNOWN_ATTACHMENT", "FORBIDDEN"),
+    need=EVENT_WRITE,
+    errors=("UNKNOWN_ATTACHMENT",),
 )
 async def delete(ctx: CallContext, p: DeleteFileParams) -> dict[str, Any]:
     """Delete one file of an event, for good."""
-    async with ctx.storage.transaction() as conn:
-        event = await event_for_write(ctx, conn, p.channelId, p.id)
-        attachment = find_file(event, p.fileName)
-        await ctx.storage.attachments.delete(conn, ctx.user_id, p.channelId, p.id, attachment["id"])
-        remaining = [a for a in event.attachments if a["id"] != attachment["id"]]
-        await ctx.storage.events.set_attachments(
-            conn, ctx.user_id, replace(event, attachments=remaining, modified=time.time())
-        )
+    scope = ctx.require_scope()
+    event, conn = scope.event, scope.conn
+    assert event is not None
+    attachment = find_file(event, p.fileName)
+    await ctx.storage.attachments.delete(conn, ctx.user_id, p.channelId, p.id, attachment["id"])
+    remaining = [a for a in event.attachments if a["id"] != attachment["id"]]
+    await ctx.storage.events.set_attachments(
+        conn, ctx.user_id, replace(event, attachments=remaining, modified=time.time())
+    )
     ctx.notify(EVENTS_CHANGED, p.channelId)
     return {}

@@ -22,7 +22,7 @@ class BatchParams(Params):
     calls: list[BatchCall]
 
 
-@method("batch", BatchParams, auth=Auth.ACCESS)
+@method("batch", BatchParams, auth=Auth.ACCESS, errors=("PAYLOAD_TOO_LARGE",))
 async def batch(ctx: CallContext, p: BatchParams) -> list[dict[str, Any]]:
     """Run calls in order with the caller's credential; one result or error per call.
 

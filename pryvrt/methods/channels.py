@@ -11,7 +11,6 @@ from pryvrt import errors
 from pryvrt.auth.permissions import Level
 from pryvrt.ids import new_id
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.locking import lock_channel
 from pryvrt.methods.params import (
     ChannelParams,
     ClientData,
@@ -22,6 +21,7 @@ from pryvrt.methods.params import (
     merge_client_data,
 )
 from pryvrt.methods.registry import Auth, method
+from pryvrt.methods.scope import Lock, Need, whole_channel
 from pryvrt.notify.messages import CHANNELS_CHANGED
 from pryvrt.storage.base import Conflict
 
@@ -84,7 +84,7 @@ class UpdateParams(ChannelParams):
 @method(
     "channels.update",
     UpdateParams,
-    channel_level=Level.READ,
+    need=Need(Level.MANAGE, whole_channel(), lock=Lock.EXCLUSIVE),
     errors=("ITEM_NAME_ALREADY_EXISTS", "INVALID_OPERATION"),
 )
 async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
@@ -94,42 +94,40 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
     break the strict rules (overlaps, several running): the check and the switch hold the
     channel's lock, so no period write slips in between (docs/events.md).
     """
-    access = ctx.require_access()
-    level = access.channel_level(p.channelId)
-    if level is None or level < Level.MANAGE:
-        raise errors.Forbidden("updating a channel needs manage permission on the whole channel")
-    async with ctx.storage.transaction() as conn:
-        channel = await lock_channel(ctx, conn)
-        if p.enforceNoEventsOverlap and not channel.enforce_no_events_overlap:
-            conflicting = await ctx.storage.periods.conflicting(conn, ctx.user_id, channel.id)
-            if conflicting:
-                raise errors.InvalidOperation(
-                    "the channel has overlapping (or several running) periods: stop, move or"
-                    " trash them before enforcing no overlap",
-                    {"enforceNoEventsOverlap": True, "overlappingIds": conflicting},
-                )
-        client_data = (
-            None if p.clientData is None else merge_client_data(channel.client_data, p.clientData)
-        )
-        try:
-            updated = await ctx.storage.channels.update(
-                ctx.user_id,
-                p.channelId,
-                p.name,
-                p.enforceNoEventsOverlap,
-                client_data,
-                time.time(),
-                conn,
+    scope = ctx.require_scope()
+    channel, conn = scope.channel, scope.conn
+    if p.enforceNoEventsOverlap and not channel.enforce_no_events_overlap:
+        conflicting = await ctx.storage.periods.conflicting(conn, ctx.user_id, channel.id)
+        if conflicting:
+            raise errors.InvalidOperation(
+                "the channel has overlapping (or several running) periods: stop, move or"
+                " trash them before enforcing no overlap",
+                {"enforceNoEventsOverlap": True, "overlappingIds": conflicting},
             )
-        except Conflict as exc:
-            raise name_conflict(exc, "channel") from None
+    client_data = (
+        None if p.clientData is None else merge_client_data(channel.client_data, p.clientData)
+    )
+    try:
+        updated = await ctx.storage.channels.update(
+            ctx.user_id,
+            p.channelId,
+            p.name,
+            p.enforceNoEventsOverlap,
+            client_data,
+            time.time(),
+            conn,
+        )
+    except Conflict as exc:
+        raise name_conflict(exc, "channel") from None
     if updated is None:
         raise errors.UnknownChannel(f"unknown channel {p.channelId!r}")
     ctx.notify(CHANNELS_CHANGED, p.channelId)
     return {}
 
 
-@method("channels.delete", ChannelParams, auth=Auth.PERSONAL, channel_level=Level.READ)
+@method(
+    "channels.delete", ChannelParams, auth=Auth.PERSONAL, need=Need(Level.MANAGE, whole_channel())
+)
 async def delete(ctx: CallContext, p: ChannelParams) -> dict[str, Any]:
     """Trash a channel; delete it for good (folders, events, files) when already trashed.
 
@@ -137,7 +135,7 @@ async def delete(ctx: CallContext, p: ChannelParams) -> dict[str, Any]:
     transaction: a channel created later with the same id starts with no grant (a token
     granted on the old one must not read the new one). Sockets of those tokens are
     disconnected, as after a token update."""
-    channel = ctx.require_channel()
+    channel = ctx.require_scope().channel
     if channel.trashed:
         async with ctx.storage.transaction() as conn:
             await ctx.storage.channels.delete(ctx.user_id, channel.id, conn)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from pryvrt.auth.permissions import Access
     from pryvrt.auth.throttle import CredentialThrottle, LoginThrottle
     from pryvrt.config import Settings
+    from pryvrt.methods.scope import Scope
+    from pryvrt.methods.uploads import Upload
     from pryvrt.notify import Bus
     from pryvrt.storage import Storage
     from pryvrt.storage.channels import Channel
@@ -55,7 +57,7 @@ class CallContext:
     """One call: who calls (user, access), through which transport, and what it changed.
 
     Transports fill ``username``/``credential``; ``registry.call`` resolves ``user``,
-    ``access`` and, for channel methods, ``channel``. Handlers record changes with ``notify``; they are
+    ``access`` and, for channel methods, ``channel`` and ``scope``. Handlers record changes with ``notify``; they are
     published after the handler returned (its transaction committed).
     """
 
@@ -73,8 +75,12 @@ class CallContext:
     # not a guess, so the wrong-credential throttle leaves it alone.
     known_credential: bool = False
     channel: Channel | None = None
+    # Channel methods: what ``scope.open_scope`` opened for the handler.
+    scope: Scope | None = None
     # Transport-specific input a handler may read (e.g. multipart file parts over HTTP).
     uploads: Any = None
+    # The uploads, received whole before the scope opened (``registry.call``).
+    files: list[Upload] = field(default_factory=list)
     changes: set[Change] = field(default_factory=set)
     started: float = field(default_factory=time.time)
 
@@ -98,6 +104,10 @@ class CallContext:
     def require_channel(self) -> Channel:
         assert self.channel is not None, "method called without a channel"
         return self.channel
+
+    def require_scope(self) -> Scope:
+        assert self.scope is not None, "method declared no channel need"
+        return self.scope
 
     def notify(self, kind: str, channel_id: str | None = None) -> None:
         self.changes.add(Change(kind, channel_id))

@@ -14,10 +14,6 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints
 
 from pryvrt import errors
-from pryvrt.auth.permissions import Access, Level
-from pryvrt.methods.context import CallContext
-from pryvrt.methods.folder_tree import FolderTree, check_folder_refs, require_level
-from pryvrt.methods.locking import trashed_folder
 from pryvrt.methods.params import (
     AnyJson,
     ClientData,
@@ -122,26 +118,3 @@ def new_event(
         trashed=False,
         modified=now,
     )
-
-
-def check_target_folder(
-    access: Access, channel_id: str, tree: FolderTree, folder_id: str | None
-) -> None:
-    """Where an event is recorded: an existing folder of the channel (400 UNKNOWN_FOLDER)
-    or none, where the credential may contribute (403), and not in the trash."""
-    if folder_id is not None:
-        check_folder_refs(tree, [folder_id])
-    require_level(access, channel_id, tree, folder_id, Level.CONTRIBUTE)
-    if folder_id is not None and tree.trashed_in_path(folder_id):
-        raise trashed_folder(folder_id)
-
-
-async def event_for_write(ctx: CallContext, conn: Any, channel_id: str, event_id: str) -> Event:
-    """The event, row-locked in ``conn``'s transaction, once the credential may contribute
-    to its folder (404 UNKNOWN_EVENT, 403 FORBIDDEN)."""
-    event = await ctx.storage.events.get(ctx.user_id, channel_id, event_id, conn, for_update=True)
-    if event is None:
-        raise errors.UnknownEvent(f"unknown event {event_id!r}")
-    tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel_id, conn))
-    require_level(ctx.require_access(), channel_id, tree, event.folder_id, Level.CONTRIBUTE)
-    return event

@@ -6,7 +6,6 @@ no folder). Writes of periods follow ``periods`` under the channel's row lock.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import replace
 from typing import Any
@@ -24,19 +23,11 @@ from pryvrt.methods.event_fields import (
     EventFields,
     EventTime,
     ValueForms,
-    check_target_folder,
-    event_for_write,
     new_event,
     unique_tags,
 )
-from pryvrt.methods.folder_tree import (
-    FolderTree,
-    check_folder_refs,
-    level_on,
-    readable_folders,
-    require_level,
-)
-from pryvrt.methods.locking import lock_channel, refuse_trashed_channel
+from pryvrt.methods.folder_tree import level_on, readable_folders
+from pryvrt.methods.locking import refuse_trashed_channel, trashed_folder
 from pryvrt.methods.params import (
     ChannelParams,
     ClientData,
@@ -50,7 +41,16 @@ from pryvrt.methods.params import (
 )
 from pryvrt.methods.periods import place_period
 from pryvrt.methods.registry import method
-from pryvrt.methods.uploads import Upload, received_files
+from pryvrt.methods.scope import (
+    IfNone,
+    Lock,
+    Need,
+    Scope,
+    anywhere,
+    at_event,
+    at_folder,
+    at_folders,
+)
 from pryvrt.notify.messages import EVENTS_CHANGED
 from pryvrt.storage.base import Conflict
 from pryvrt.storage.events import ChannelUnavailable, Event, EventQuery
@@ -71,31 +71,24 @@ class GetParams(ChannelParams):
     modifiedSince: Timestamp | None = None
 
 
-async def scope_query(ctx: CallContext, only_folders: list[str] | None) -> EventQuery:
+def scope_query(ctx: CallContext, only_folders: list[str] | None) -> EventQuery:
     """The folder part of a query: what the credential reads, narrowed to ``only_folders``
-    (each with its descendants). Filtering in SQL keeps ``skip``/``limit`` exact."""
+    (each with its descendants, each checked by ``open_scope``). Filtering in SQL keeps
+    ``skip``/``limit`` exact."""
     access = ctx.require_access()
     channel_id = ctx.require_channel().id
     restricted = access.is_folder_restricted(channel_id)
     if not only_folders and not restricted:
         return EventQuery()
-    tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel_id))
+    tree = ctx.require_scope().tree
     if only_folders:
-        check_folder_refs(tree, only_folders)
-        for folder_id in only_folders:
-            require_level(access, channel_id, tree, folder_id, Level.READ)
         return EventQuery(folder_ids=sorted(tree.subtrees(only_folders)), no_folder=False)
     readable = readable_folders(access, channel_id, tree) or set()
     no_folder = level_on(access, channel_id, tree, None) is not None
     return EventQuery(folder_ids=sorted(readable), no_folder=no_folder)
 
 
-@method(
-    "events.get",
-    GetParams,
-    channel_level=Level.READ,
-    errors=("UNKNOWN_CHANNEL", "UNKNOWN_FOLDER", "FORBIDDEN"),
-)
+@method("events.get", GetParams, need=Need(Level.READ, at_folders("onlyFolders")))
 async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.Fragment:
     """Events overlapping a time window, newest first unless ``sortAscending``.
 
@@ -103,7 +96,7 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.F
     ``toTime`` defaults to now and ``fromTime`` to ``toTime`` - 24 h, and ``limit`` to
     the server's maximum. ``limit`` is capped at ``PRYVRT_MAX_EVENTS_LIMIT``.
     """
-    scope = await scope_query(ctx, p.onlyFolders)
+    scope = scope_query(ctx, p.onlyFolders)
     cap = ctx.settings.max_events_limit
     from_time = to_time = None
     limit = p.limit
@@ -130,10 +123,10 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.F
     return orjson.Fragment(with_read_tokens(ctx, found))
 
 
-@method("events.getRunning", ChannelParams, channel_level=Level.READ)
+@method("events.getRunning", ChannelParams, need=Need(Level.READ, anywhere()))
 async def get_running(ctx: CallContext, p: ChannelParams) -> orjson.Fragment:
     """The running periods the credential can read, latest first."""
-    query = replace(await scope_query(ctx, None), running_only=True)
+    query = replace(scope_query(ctx, None), running_only=True)
     found = await ctx.storage.events.query_json(ctx.user_id, p.channelId, query)
     return orjson.Fragment(with_read_tokens(ctx, found))
 
@@ -145,91 +138,72 @@ class CreateParams(EventFields, ChannelParams):
 async def record(
     ctx: CallContext, fields: EventFields, *, is_period: bool, duration: float | None
 ) -> dict[str, Any]:
-    """Record a new event under the channel's lock (exclusive for periods: ``periods``).
+    """Record a new event, in the scope ``record_lock`` opened (periods follow ``periods``).
 
-    Files sent with it (multipart) are received whole on disk first, before any transaction
-    opens. A mark with no folder and no file needs nothing but the channel to be there and
-    not trashed: it opens no transaction here, and the store's insert checks the channel
-    under the same share lock in its own statement (the hot path: one round trip)."""
-    if ctx.uploads is not None:  # multipart events.create: the files first, whole on disk
-        async with received_files(ctx) as files:
-            return await record_with(ctx, fields, is_period, duration, files)
-    return await record_with(ctx, fields, is_period, duration, [])
-
-
-async def record_with(
-    ctx: CallContext,
-    fields: EventFields,
-    is_period: bool,
-    duration: float | None,
-    files: list[Upload],
-) -> dict[str, Any]:
-    """``record``, with the files already received (``files``)."""
-    access = ctx.require_access()
-    plain = not is_period and fields.folderId is None and ctx.uploads is None
-    async with contextlib.AsyncExitStack() as stack:
-        conn = None if plain else await stack.enter_async_context(ctx.storage.transaction())
-        if conn is None:
-            channel = ctx.require_channel()
-            tree = FolderTree([])  # events with no folder need no tree (no ancestors)
-        else:
-            channel = await lock_channel(ctx, conn, exclusive=is_period)
-            tree = FolderTree(
-                []
-                if fields.folderId is None
-                else await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn)
-            )
-        check_target_folder(access, channel.id, tree, fields.folderId)
-        if conn is not None:
-            refuse_trashed_channel(channel)
-        # Read the clock once the lock is held: concurrent starts then get increasing times.
-        now = time.time()
-        at = now if fields.time is None else fields.time
-        event = new_event(
-            fields,
-            fields.id or new_id(),
-            channel.id,
-            at=at,
-            is_period=is_period,
-            duration=duration,
-            now=now,
+    A mark with no folder and no file needs nothing but the channel to be there and not
+    trashed: it runs without a transaction, and the store's insert checks the channel under
+    the same share lock in its own statement (the hot path: one round trip). Files sent
+    with it were received whole before the transaction opened (``ctx.files``)."""
+    scope = ctx.require_scope()
+    channel, conn = scope.channel, scope.conn
+    if fields.folderId is not None and scope.tree.trashed_in_path(fields.folderId):
+        raise trashed_folder(fields.folderId)
+    if conn is not None:
+        refuse_trashed_channel(channel)
+    # Read the clock once the lock is held: concurrent starts then get increasing times.
+    now = time.time()
+    at = now if fields.time is None else fields.time
+    event = new_event(
+        fields,
+        fields.id or new_id(),
+        channel.id,
+        at=at,
+        is_period=is_period,
+        duration=duration,
+        now=now,
+    )
+    stopped = None
+    if is_period:
+        assert conn is not None
+        end = None if duration is None else at + duration
+        stopped = await place_period(ctx, conn, channel, event.id, at, end, now)
+    try:
+        await ctx.storage.events.insert(ctx.user_id, event, conn)
+    except Conflict:
+        raise errors.ItemIdAlreadyExists("an event with this id already exists") from None
+    except ChannelUnavailable as exc:  # deleted or trashed since the call began
+        if not exc.trashed:
+            raise errors.UnknownChannel(f"unknown channel {channel.id!r}") from None
+        refuse_trashed_channel(channel, trashed=True)
+    if ctx.files:  # multipart events.create: the files join the transaction
+        await ctx.storage.events.set_attachments(
+            conn, ctx.user_id, await store_files(ctx, conn, event, ctx.files)
         )
-        stopped = None
-        if is_period:
-            assert conn is not None
-            end = None if duration is None else at + duration
-            stopped = await place_period(ctx, conn, channel, event.id, at, end, now)
-        try:
-            await ctx.storage.events.insert(ctx.user_id, event, conn)
-        except Conflict:
-            raise errors.ItemIdAlreadyExists("an event with this id already exists") from None
-        except ChannelUnavailable as exc:  # deleted or trashed since the call began
-            if not exc.trashed:
-                raise errors.UnknownChannel(f"unknown channel {channel.id!r}") from None
-            refuse_trashed_channel(channel, trashed=True)
-        if files:
-            await ctx.storage.events.set_attachments(
-                conn, ctx.user_id, await store_files(ctx, conn, event, files)
-            )
     ctx.notify(EVENTS_CHANGED, channel.id)
     return {"id": event.id, "stoppedId": stopped} if stopped else {"id": event.id}
 
 
+def record_lock(p: CreateParams, ctx: CallContext) -> Lock:
+    """Periods: the exclusive lock (period rules); a mark with no folder and no file: none
+    (the insert takes a share lock itself); other marks: a share lock."""
+    if p.duration is not None:
+        return Lock.EXCLUSIVE
+    return Lock.NONE if p.folderId is None and ctx.uploads is None else Lock.SHARE
+
+
 RECORD_ERRORS = (
-    "UNKNOWN_FOLDER",
     "INVALID_OPERATION",
     "PERIODS_OVERLAP",
     "ITEM_ID_ALREADY_EXISTS",
     "INVALID_ITEM_ID",
-    "FORBIDDEN",
 )
 
 
 @method(
     "events.create",
     CreateParams,
-    channel_level=Level.CONTRIBUTE,
-    errors=(*RECORD_ERRORS, "PAYLOAD_TOO_LARGE", "TOO_MANY_REQUESTS"),
+    need=Need(Level.CONTRIBUTE, at_folder("folderId"), lock=record_lock),
+    errors=(*RECORD_ERRORS, "PAYLOAD_TOO_LARGE", "TOO_MANY_REQUESTS", "ITEM_NAME_ALREADY_EXISTS"),
 )
 async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
     """Record a mark (no ``duration``) or a finished period; 201 ``{id, stoppedId?}``."""
@@ -247,13 +221,15 @@ class StartParams(EventFields, ChannelParams):
 @method(
     "events.start",
     StartParams,
-    channel_level=Level.CONTRIBUTE,
-    errors=("MISSING_FOLDER", *RECORD_ERRORS),
+    need=Need(
+        Level.CONTRIBUTE,
+        at_folder("folderId", IfNone.MISSING),
+        lock=Lock.EXCLUSIVE,
+    ),
+    errors=RECORD_ERRORS,
 )
 async def start(ctx: CallContext, p: StartParams) -> dict[str, Any]:
     """Start a running period in ``folderId`` (required); 201 ``{id, stoppedId?}``."""
-    if p.folderId is None:
-        raise errors.MissingFolder("events.start needs a folderId")
     return await record(ctx, p, is_period=True, duration=None)
 
 
@@ -262,50 +238,46 @@ class StopParams(ChannelParams):
     time: EventTime | None = None
 
 
+async def running_period(ctx: CallContext, scope: Scope, p: StopParams) -> Event | None:
+    """What events.stop addresses without an ``id``: the channel's running period (a
+    strict channel has at most one; elsewhere several may run: MISSING_PARAMETER). One out
+    of the credential's sight is left out, as lists leave it out (API.md §7): the answer is
+    then that of "none runs"."""
+    channel = scope.channel
+    if not channel.enforce_no_events_overlap:
+        raise errors.MissingParameter(
+            "several periods may run in this channel: name the one to stop with id",
+            {"missing": "id"},
+        )
+    running = await ctx.storage.periods.running(scope.conn, ctx.user_id, channel.id)
+    if not running:
+        return None
+    seen = level_on(ctx.require_access(), channel.id, scope.tree, running[-1].folder_id)
+    return running[-1] if seen is not None else None
+
+
 @method(
     "events.stop",
     StopParams,
-    channel_level=Level.CONTRIBUTE,
-    errors=("MISSING_PARAMETER", "UNKNOWN_EVENT", "INVALID_TIME", "FORBIDDEN"),
+    need=Need(Level.CONTRIBUTE, at_event("id", locate=running_period), lock=Lock.EXCLUSIVE),
+    errors=("MISSING_PARAMETER", "INVALID_TIME"),
 )
 async def stop(ctx: CallContext, p: StopParams) -> dict[str, Any]:
     """Stop the running period named by ``id`` (needed in non-strict channels), else the
     channel's one, at ``time`` (default now); ``{stoppedId}`` is null when nothing ran."""
-    access = ctx.require_access()
-    async with ctx.storage.transaction() as conn:
-        channel = await lock_channel(ctx, conn)
-        if p.id is not None:
-            event = await ctx.storage.events.get(ctx.user_id, channel.id, p.id, conn)
-            if event is None:
-                raise errors.UnknownEvent(f"unknown event {p.id!r}")
-            target = event if event.running and not event.trashed else None
-        elif not channel.enforce_no_events_overlap:
-            raise errors.MissingParameter(
-                "several periods may run in this channel: name the one to stop with id",
-                {"missing": "id"},
-            )
-        else:
-            running = await ctx.storage.periods.running(conn, ctx.user_id, channel.id)
-            target = running[-1] if running else None
-            event = target
-        if event is not None:
-            tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
-            if p.id is None and level_on(access, channel.id, tree, event.folder_id) is None:
-                # The channel's running period lies out of the credential's sight: left out,
-                # as lists leave it out (API.md §7), so the answer is that of "none runs".
-                return {"stoppedId": None}
-            require_level(access, channel.id, tree, event.folder_id, Level.CONTRIBUTE)
-        if target is None:
-            return {"stoppedId": None}
-        now = time.time()
-        at = now if p.time is None else p.time
-        if at < target.time:
-            raise errors.InvalidTime(
-                "a period cannot stop before it started", {"id": target.id, "time": target.time}
-            )
-        await ctx.storage.periods.stop(conn, ctx.user_id, channel.id, target.id, at, now)
+    scope = ctx.require_scope()
+    channel, event = scope.channel, scope.event
+    if event is None or not event.running or event.trashed:
+        return {"stoppedId": None}
+    now = time.time()
+    at = now if p.time is None else p.time
+    if at < event.time:
+        raise errors.InvalidTime(
+            "a period cannot stop before it started", {"id": event.id, "time": event.time}
+        )
+    await ctx.storage.periods.stop(scope.conn, ctx.user_id, channel.id, event.id, at, now)
     ctx.notify(EVENTS_CHANGED, channel.id)
-    return {"stoppedId": target.id}
+    return {"stoppedId": event.id}
 
 
 class UpdateParams(ValueForms, ChannelParams):
@@ -344,35 +316,37 @@ def updated_event(current: Event, p: UpdateParams, now: float) -> Event:
 @method(
     "events.update",
     UpdateParams,
-    channel_level=Level.CONTRIBUTE,
-    errors=("UNKNOWN_EVENT", "UNKNOWN_FOLDER", "INVALID_OPERATION", "PERIODS_OVERLAP", "FORBIDDEN"),
+    need=Need(
+        Level.CONTRIBUTE,
+        at_event("id"),
+        lock=Lock.EXCLUSIVE,
+        moves_to=at_folder("folderId"),
+    ),
+    errors=("INVALID_OPERATION", "PERIODS_OVERLAP"),
 )
 async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
     """Change an event's fields (``clientData`` merged, ``trashed: false`` restores it);
     period rules apply when its time span changes; 200 ``{stoppedId?}``."""
-    access = ctx.require_access()
-    async with ctx.storage.transaction() as conn:
-        channel = await lock_channel(ctx, conn)
-        current = await ctx.storage.events.get(ctx.user_id, channel.id, p.id, conn)
-        if current is None:
-            raise errors.UnknownEvent(f"unknown event {p.id!r}")
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
-        require_level(access, channel.id, tree, current.folder_id, Level.CONTRIBUTE)
-        now = time.time()
-        event = updated_event(current, p, now)
-        if event.folder_id != current.folder_id:
-            check_target_folder(access, channel.id, tree, event.folder_id)
-        stopped = None
-        span_changed = (
-            event.time,
-            event.is_period,
-            event.duration,
-            event.trashed,
-        ) != (current.time, current.is_period, current.duration, current.trashed)
-        if event.is_period and not event.trashed and span_changed:
-            end = None if event.duration is None else event.time + event.duration
-            stopped = await place_period(ctx, conn, channel, event.id, event.time, end, now)
-        await ctx.storage.events.save(conn, ctx.user_id, event)
+    scope = ctx.require_scope()
+    channel, conn, current = scope.channel, scope.conn, scope.event
+    assert conn is not None and current is not None
+    now = time.time()
+    event = updated_event(current, p, now)
+    moved_to = event.folder_id
+    if moved_to != current.folder_id and moved_to is not None:
+        if scope.tree.trashed_in_path(moved_to):
+            raise trashed_folder(moved_to)
+    stopped = None
+    span_changed = (
+        event.time,
+        event.is_period,
+        event.duration,
+        event.trashed,
+    ) != (current.time, current.is_period, current.duration, current.trashed)
+    if event.is_period and not event.trashed and span_changed:
+        end = None if event.duration is None else event.time + event.duration
+        stopped = await place_period(ctx, conn, channel, event.id, event.time, end, now)
+    await ctx.storage.events.save(conn, ctx.user_id, event)
     ctx.notify(EVENTS_CHANGED, channel.id)
     return {"stoppedId": stopped} if stopped else {}
 
@@ -381,20 +355,20 @@ class DeleteParams(ChannelParams):
     id: ItemRef
 
 
-@method(
-    "events.delete",
-    DeleteParams,
-    channel_level=Level.CONTRIBUTE,
-    errors=("UNKNOWN_EVENT", "FORBIDDEN"),
-)
+# The addressed event, row-locked in the call's transaction (the channel is not locked).
+EVENT_WRITE = Need(Level.CONTRIBUTE, at_event("id", for_update=True), transaction=True)
+
+
+@method("events.delete", DeleteParams, need=EVENT_WRITE)
 async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
     """Trash an event; delete it for good (with its files) when already trashed."""
-    async with ctx.storage.transaction() as conn:
-        event = await event_for_write(ctx, conn, p.channelId, p.id)
-        if event.trashed:
-            await ctx.storage.events.delete(conn, ctx.user_id, p.channelId, event.id)
-        else:
-            trashed = replace(event, trashed=True, modified=time.time())
-            await ctx.storage.events.save(conn, ctx.user_id, trashed)
+    scope = ctx.require_scope()
+    event, conn = scope.event, scope.conn
+    assert event is not None
+    if event.trashed:
+        await ctx.storage.events.delete(conn, ctx.user_id, p.channelId, event.id)
+    else:
+        trashed = replace(event, trashed=True, modified=time.time())
+        await ctx.storage.events.save(conn, ctx.user_id, trashed)
     ctx.notify(EVENTS_CHANGED, p.channelId)
     return {}

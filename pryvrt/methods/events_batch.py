@@ -11,12 +11,12 @@ from pryvrt import errors
 from pryvrt.auth.permissions import Level
 from pryvrt.ids import new_id
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.event_fields import Duration, EventFields, check_target_folder, new_event
-from pryvrt.methods.folder_tree import FolderTree
-from pryvrt.methods.locking import lock_channel, refuse_trashed_channel
+from pryvrt.methods.event_fields import Duration, EventFields, new_event
+from pryvrt.methods.locking import refuse_trashed_channel, trashed_folder
 from pryvrt.methods.params import ChannelParams
 from pryvrt.methods.periods import NewPeriod, place_batch
 from pryvrt.methods.registry import method
+from pryvrt.methods.scope import Lock, Need, at_items
 from pryvrt.notify.messages import EVENTS_CHANGED
 from pryvrt.storage.base import Conflict
 from pryvrt.storage.events import Event, json_with
@@ -51,18 +51,27 @@ def check_time(item: BatchEvent, event: Event, now: float) -> None:
         )
 
 
+def batch_rows(p: BatchParams, ctx: CallContext) -> int:
+    """The rows the batch writes (a large batch runs on a bulk connection); a batch over
+    PRYVRT_MAX_BATCH_EVENTS is refused here, before any connection is taken."""
+    limit = ctx.settings.max_batch_events
+    if len(p.events) > limit:
+        raise errors.PayloadTooLarge(f"at most {limit} events per batch", {"limit": limit})
+    return len(p.events)
+
+
 @method(
     "events.batch",
     BatchParams,
-    channel_level=Level.CONTRIBUTE,
+    # Each event's folder, checked with its clientId named in the error.
+    need=Need(Level.CONTRIBUTE, at_items("events"), lock=Lock.EXCLUSIVE, rows=batch_rows),
     errors=(
         "INVALID_TIME",
-        "UNKNOWN_FOLDER",
         "PERIODS_OVERLAP",
         "INVALID_OPERATION",
         "ITEM_ID_ALREADY_EXISTS",
+        "INVALID_ITEM_ID",
         "PAYLOAD_TOO_LARGE",
-        "FORBIDDEN",
     ),
 )
 async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
@@ -72,51 +81,46 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
     Times are server times (default: now) and may not lie in the future (INVALID_TIME).
     In a strict channel the batch's periods may not overlap each other nor stored ones.
     """
-    limit = ctx.settings.max_batch_events
-    if len(p.events) > limit:
-        raise errors.PayloadTooLarge(f"at most {limit} events per batch", {"limit": limit})
     check_unique(p.events)
-    access = ctx.require_access()
-    async with ctx.storage.transaction(rows=len(p.events)) as conn:
-        channel = await lock_channel(ctx, conn)
-        refuse_trashed_channel(channel)
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
-        now = time.time()
-        events: list[Event] = []
-        periods: list[NewPeriod] = []
-        for item in p.events:
-            is_period = "duration" in item.model_fields_set
-            try:
-                check_target_folder(access, channel.id, tree, item.folderId)
-                event = new_event(
-                    item,
-                    item.id or new_id(),
-                    channel.id,
-                    at=now if item.time is None else item.time,
-                    is_period=is_period,
-                    duration=item.duration,
-                    now=now,
-                )
-            except errors.ApiError as exc:
-                raise about(exc, item.clientId) from None
-            check_time(item, event, now)
-            events.append(event)
-            if is_period:
-                periods.append(NewPeriod(item.clientId, event.time, event.end))
-        taken = await ctx.storage.events.existing_ids(
-            conn, ctx.user_id, channel.id, [i.id for i in p.events if i.id is not None]
-        )
-        if taken:
-            raise id_taken(p.events, set(taken))
-        stopped = await place_batch(ctx, conn, channel, periods, now)
-        rendered: list[bytes] = []
-        if events:
-            try:
-                rendered = await ctx.storage.events.insert_many(
-                    conn, ctx.user_id, channel.id, events
-                )
-            except Conflict:  # an id taken between our check and the insert
-                raise errors.ItemIdAlreadyExists("an event id of the batch is taken") from None
+    scope = ctx.require_scope()
+    channel, conn, tree = scope.channel, scope.conn, scope.tree
+    assert conn is not None
+    refuse_trashed_channel(channel)
+    now = time.time()
+    events: list[Event] = []
+    periods: list[NewPeriod] = []
+    for item in p.events:
+        is_period = "duration" in item.model_fields_set
+        try:
+            if item.folderId is not None and tree.trashed_in_path(item.folderId):
+                raise trashed_folder(item.folderId)
+            event = new_event(
+                item,
+                item.id or new_id(),
+                channel.id,
+                at=now if item.time is None else item.time,
+                is_period=is_period,
+                duration=item.duration,
+                now=now,
+            )
+        except errors.ApiError as exc:
+            raise about(exc, item.clientId) from None
+        check_time(item, event, now)
+        events.append(event)
+        if is_period:
+            periods.append(NewPeriod(item.clientId, event.time, event.end))
+    taken = await ctx.storage.events.existing_ids(
+        conn, ctx.user_id, channel.id, [i.id for i in p.events if i.id is not None]
+    )
+    if taken:
+        raise id_taken(p.events, set(taken))
+    stopped = await place_batch(ctx, conn, channel, periods, now)
+    rendered: list[bytes] = []
+    if events:
+        try:
+            rendered = await ctx.storage.events.insert_many(conn, ctx.user_id, channel.id, events)
+        except Conflict:  # an id taken between our check and the insert
+            raise errors.ItemIdAlreadyExists("an event id of the batch is taken") from None
     if events:
         ctx.notify(EVENTS_CHANGED, channel.id)
     # Each event as stored, plus its clientId: encoded once, for the row and for the reply.

@@ -13,19 +13,16 @@ from typing import Any
 from pydantic import Field
 
 from pryvrt import errors
-from pryvrt.auth.permissions import Access, Level
+from pryvrt.auth.permissions import Level
 from pryvrt.ids import new_id
 from pryvrt.methods.channels import name_conflict
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.folder_tree import (
     FolderTree,
-    check_folder_refs,
     level_on,
     readable_folders,
-    require_level,
-    require_root_level,
 )
-from pryvrt.methods.locking import lock_channel, refuse_trashed_channel, trashed_folder
+from pryvrt.methods.locking import refuse_trashed_channel, trashed_folder
 from pryvrt.methods.params import (
     ChannelParams,
     ClientData,
@@ -37,6 +34,7 @@ from pryvrt.methods.params import (
     merge_client_data,
 )
 from pryvrt.methods.registry import method
+from pryvrt.methods.scope import IfNone, Lock, Need, at_folder
 from pryvrt.notify.messages import EVENTS_CHANGED, FOLDERS_CHANGED
 from pryvrt.storage.base import Conflict
 from pryvrt.storage.folders import Folder
@@ -52,8 +50,7 @@ class GetParams(ChannelParams):
 @method(
     "folders.get",
     GetParams,
-    channel_level=Level.READ,
-    errors=("UNKNOWN_CHANNEL", "UNKNOWN_FOLDER", "FORBIDDEN"),
+    need=Need(Level.READ, at_folder("parentId", IfNone.ANYWHERE, addressed=True), tree=True),
 )
 async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
     """The folder tree (from the root, or below ``parentId``), sorted by name at every level.
@@ -64,18 +61,15 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
     parent is not shown appears at the top level of the answer, with its ``parentId``.
     """
     access = ctx.require_access()
-    folders = await ctx.storage.folders.list_all(ctx.user_id, p.channelId)
-    tree = FolderTree(folders)
-    scope: set[str] | None = None
+    tree = ctx.require_scope().tree
+    folders = tree.folders
+    below: set[str] | None = None
     if p.parentId is not None:
-        if tree.get(p.parentId) is None:
-            raise errors.UnknownFolder(f"unknown folder {p.parentId!r}")
-        require_level(access, p.channelId, tree, p.parentId, Level.READ)
-        scope = set(tree.subtree(p.parentId)) - {p.parentId}
+        below = set(tree.subtree(p.parentId)) - {p.parentId}
     readable = readable_folders(access, p.channelId, tree)
 
     def is_shown(folder: Folder) -> bool:
-        if scope is not None and folder.id not in scope:
+        if below is not None and folder.id not in below:
             return False
         if readable is not None and folder.id not in readable:
             return False
@@ -136,55 +130,45 @@ class CreateParams(ChannelParams):
     clientData: ClientData = Field(default_factory=dict)
 
 
-def check_parent(access: Access, channel_id: str, tree: FolderTree, parent_id: str | None) -> None:
-    """The parent (None: root) exists and the credential manages it."""
-    if parent_id is None:
-        require_root_level(access, channel_id, Level.MANAGE)
-        return
-    check_folder_refs(tree, [parent_id])
-    require_level(access, channel_id, tree, parent_id, Level.MANAGE)
+# The parent of a new or moved folder: root-level folders belong to the whole channel.
+PARENT = at_folder("parentId", IfNone.ROOT)
 
 
 @method(
     "folders.create",
     CreateParams,
-    channel_level=Level.MANAGE,
+    need=Need(Level.MANAGE, PARENT, lock=Lock.EXCLUSIVE, tree=True),
     errors=(
-        "UNKNOWN_FOLDER",
         "ITEM_NAME_ALREADY_EXISTS",
         "ITEM_ID_ALREADY_EXISTS",
         "INVALID_ITEM_ID",
         "INVALID_OPERATION",
-        "FORBIDDEN",
     ),
 )
 async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
     """Create a folder at the root or under ``parentId`` (path or body)."""
-    access = ctx.require_access()
-    async with ctx.storage.transaction() as conn:
-        channel = await lock_channel(ctx, conn)
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
-        check_parent(access, channel.id, tree, p.parentId)
-        refuse_trashed_channel(channel)
-        if p.parentId is not None and tree.trashed_in_path(p.parentId):
-            raise trashed_folder(p.parentId)
-        check_bounds(ctx, tree, p.parentId, height=1, added=1)
-        folder = Folder(
-            id=p.id or new_id(),
-            channel_id=channel.id,
-            name=p.name,
-            parent_id=p.parentId,
-            hidden=p.hidden,
-            client_data=merge_client_data({}, p.clientData),
-            trashed=False,
-            modified=time.time(),
-        )
-        try:
-            await ctx.storage.folders.create(conn, ctx.user_id, folder)
-        except Conflict as exc:
-            raise name_conflict(exc, "folder") from None
+    scope = ctx.require_scope()
+    channel, conn, tree = scope.channel, scope.conn, scope.tree
+    refuse_trashed_channel(channel)
+    if p.parentId is not None and tree.trashed_in_path(p.parentId):
+        raise trashed_folder(p.parentId)
+    check_bounds(ctx, tree, p.parentId, height=1, added=1)
+    created = Folder(
+        id=p.id or new_id(),
+        channel_id=channel.id,
+        name=p.name,
+        parent_id=p.parentId,
+        hidden=p.hidden,
+        client_data=merge_client_data({}, p.clientData),
+        trashed=False,
+        modified=time.time(),
+    )
+    try:
+        await ctx.storage.folders.create(conn, ctx.user_id, created)
+    except Conflict as exc:
+        raise name_conflict(exc, "folder") from None
     ctx.notify(FOLDERS_CHANGED, channel.id)
-    return {"id": folder.id}
+    return {"id": created.id}
 
 
 def check_bounds(
@@ -210,18 +194,15 @@ def check_bounds(
         )
 
 
-def check_move(
-    ctx: CallContext, channel_id: str, tree: FolderTree, folder: Folder, to: str | None
-) -> None:
-    """The new parent exists, is managed by the credential, is not inside the folder, and
-    the folder's subtree fits under it (depth limit)."""
-    check_parent(ctx.require_access(), channel_id, tree, to)
-    if to is not None and (to == folder.id or folder.id in tree.ancestors(to)):
+def check_move(ctx: CallContext, tree: FolderTree, moved: Folder, to: str | None) -> None:
+    """The folder is not moved inside itself, and its subtree fits under the new parent
+    (depth limit). (That the parent exists and is managed: ``open_scope``, ``moves_to``.)"""
+    if to is not None and (to == moved.id or moved.id in tree.ancestors(to)):
         raise errors.InvalidOperation(
             "a folder cannot move under itself or one of its descendants",
-            {"folderId": folder.id, "parentId": to},
+            {"folderId": moved.id, "parentId": to},
         )
-    check_bounds(ctx, tree, to, height=tree.height(folder.id), added=0)
+    check_bounds(ctx, tree, to, height=tree.height(moved.id), added=0)
 
 
 class UpdateParams(ChannelParams):
@@ -233,51 +214,49 @@ class UpdateParams(ChannelParams):
     trashed: bool | None = None
 
 
-FOLDER_WRITE_ERRORS = (
-    "UNKNOWN_FOLDER",
-    "ITEM_NAME_ALREADY_EXISTS",
-    "INVALID_OPERATION",
-    "FORBIDDEN",
+FOLDER_WRITE_ERRORS = ("ITEM_NAME_ALREADY_EXISTS", "INVALID_OPERATION")
+# The addressed folder (404 when missing), moved under PARENT when ``parentId`` is given.
+EDIT = Need(
+    Level.MANAGE,
+    at_folder("id", addressed=True),
+    lock=Lock.EXCLUSIVE,
+    tree=True,
+    moves_to=PARENT,
 )
 
 
-async def _edit(ctx: CallContext, folder_id: str, p: UpdateParams | MoveParams) -> None:
-    """Shared by update and move: lock, check, write."""
-    access = ctx.require_access()
-    async with ctx.storage.transaction() as conn:
-        channel = await lock_channel(ctx, conn)
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
-        folder = tree.get(folder_id)
-        if folder is None:
-            raise errors.UnknownFolder(f"unknown folder {folder_id!r}")
-        require_level(access, channel.id, tree, folder.id, Level.MANAGE)
-        changed = replace(folder, modified=time.time())
-        if "parentId" in p.model_fields_set and p.parentId != folder.parent_id:
-            check_move(ctx, channel.id, tree, folder, p.parentId)
-            changed = replace(changed, parent_id=p.parentId)
-        if isinstance(p, UpdateParams):
-            if p.clientData is not None:
-                changed = replace(
-                    changed, client_data=merge_client_data(folder.client_data, p.clientData)
-                )
+async def _edit(ctx: CallContext, p: UpdateParams | MoveParams) -> None:
+    """Shared by update and move: check the move, write."""
+    scope = ctx.require_scope()
+    current = scope.folder
+    assert current is not None
+    changed = replace(current, modified=time.time())
+    if "parentId" in p.model_fields_set and p.parentId != current.parent_id:
+        check_move(ctx, scope.tree, current, p.parentId)
+        changed = replace(changed, parent_id=p.parentId)
+    if isinstance(p, UpdateParams):
+        if p.clientData is not None:
             changed = replace(
-                changed,
-                name=folder.name if p.name is None else p.name,
-                hidden=folder.hidden if p.hidden is None else p.hidden,
-                trashed=folder.trashed if p.trashed is None else p.trashed,
+                changed, client_data=merge_client_data(current.client_data, p.clientData)
             )
-        try:
-            await ctx.storage.folders.save(conn, ctx.user_id, changed)
-        except Conflict as exc:
-            raise name_conflict(exc, "folder") from None
-    ctx.notify(FOLDERS_CHANGED, channel.id)
+        changed = replace(
+            changed,
+            name=current.name if p.name is None else p.name,
+            hidden=current.hidden if p.hidden is None else p.hidden,
+            trashed=current.trashed if p.trashed is None else p.trashed,
+        )
+    try:
+        await ctx.storage.folders.save(scope.conn, ctx.user_id, changed)
+    except Conflict as exc:
+        raise name_conflict(exc, "folder") from None
+    ctx.notify(FOLDERS_CHANGED, scope.channel.id)
 
 
-@method("folders.update", UpdateParams, channel_level=Level.MANAGE, errors=FOLDER_WRITE_ERRORS)
+@method("folders.update", UpdateParams, need=EDIT, errors=FOLDER_WRITE_ERRORS)
 async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
     """Change a folder's fields (``clientData`` merged; ``parentId`` moves it; ``trashed:
     false`` restores it from the trash)."""
-    await _edit(ctx, p.id, p)
+    await _edit(ctx, p)
     return {}
 
 
@@ -286,10 +265,10 @@ class MoveParams(ChannelParams):
     parentId: ItemRef | None
 
 
-@method("folders.move", MoveParams, channel_level=Level.MANAGE, errors=FOLDER_WRITE_ERRORS)
+@method("folders.move", MoveParams, need=EDIT, errors=FOLDER_WRITE_ERRORS)
 async def move(ctx: CallContext, p: MoveParams) -> dict[str, Any]:
     """Move a folder under ``parentId`` (``null``: to the root level)."""
-    await _edit(ctx, p.id, p)
+    await _edit(ctx, p)
     return {}
 
 
@@ -301,8 +280,8 @@ class DeleteParams(ChannelParams):
 @method(
     "folders.delete",
     DeleteParams,
-    channel_level=Level.MANAGE,
-    errors=("UNKNOWN_FOLDER", "MISSING_PARAMETER", "FORBIDDEN"),
+    need=Need(Level.MANAGE, at_folder("id", addressed=True), lock=Lock.EXCLUSIVE, tree=True),
+    errors=("MISSING_PARAMETER", "FORBIDDEN"),
 )
 async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
     """Trash a folder; delete it for good with its descendants when already trashed.
@@ -312,41 +291,36 @@ async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
     needs ``contribute`` there; ``false`` deletes them with their files. One transaction.
     """
     access = ctx.require_access()
+    scope = ctx.require_scope()
+    channel, conn, tree, doomed_folder = scope.channel, scope.conn, scope.tree, scope.folder
+    assert doomed_folder is not None
     events_changed = False
-    async with ctx.storage.transaction() as conn:
-        channel = await lock_channel(ctx, conn)
-        tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
-        folder = tree.get(p.id)
-        if folder is None:
-            raise errors.UnknownFolder(f"unknown folder {p.id!r}")
-        require_level(access, channel.id, tree, folder.id, Level.MANAGE)
-        now = time.time()
-        if not folder.trashed:
-            await ctx.storage.folders.save(
-                conn, ctx.user_id, replace(folder, trashed=True, modified=now)
-            )
-        else:
-            doomed = tree.subtree(folder.id)
-            events = ctx.storage.events
-            if await events.count_in_folders(conn, ctx.user_id, channel.id, doomed):
-                if p.mergeEventsWithParent is None:
-                    raise errors.MissingParameter(
-                        "events refer to the deleted folders: say what to do with them"
-                        " with mergeEventsWithParent=true|false",
-                        {"missing": "mergeEventsWithParent"},
-                    )
-                if p.mergeEventsWithParent:
-                    target = folder.parent_id
-                    held = level_on(access, channel.id, tree, target)
-                    if held is None or held < Level.CONTRIBUTE:
-                        raise errors.Forbidden("merging events needs contribute on the parent")
-                    await events.move_out_of_folders(
-                        conn, ctx.user_id, channel.id, doomed, target, now
-                    )
-                else:
-                    await events.delete_in_folders(conn, ctx.user_id, channel.id, doomed)
-                events_changed = True
-            await ctx.storage.folders.delete(conn, ctx.user_id, channel.id, doomed)
+    now = time.time()
+    if not doomed_folder.trashed:
+        await ctx.storage.folders.save(
+            conn, ctx.user_id, replace(doomed_folder, trashed=True, modified=now)
+        )
+    else:
+        doomed = tree.subtree(doomed_folder.id)
+        events = ctx.storage.events
+        if await events.count_in_folders(conn, ctx.user_id, channel.id, doomed):
+            if p.mergeEventsWithParent is None:
+                raise errors.MissingParameter(
+                    "events refer to the deleted folders: say what to do with them"
+                    " with mergeEventsWithParent=true|false",
+                    {"missing": "mergeEventsWithParent"},
+                )
+            if p.mergeEventsWithParent:
+                # A rule of this method: where the events go must take them.
+                target = doomed_folder.parent_id
+                held = level_on(access, channel.id, tree, target)
+                if held is None or held < Level.CONTRIBUTE:
+                    raise errors.Forbidden("merging events needs contribute on the parent")
+                await events.move_out_of_folders(conn, ctx.user_id, channel.id, doomed, target, now)
+            else:
+                await events.delete_in_folders(conn, ctx.user_id, channel.id, doomed)
+            events_changed = True
+        await ctx.storage.folders.delete(conn, ctx.user_id, channel.id, doomed)
     ctx.notify(FOLDERS_CHANGED, channel.id)
     if events_changed:
         ctx.notify(EVENTS_CHANGED, channel.id)

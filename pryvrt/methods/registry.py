@@ -1,11 +1,13 @@
 """The method registry and ``call()``: the single choke point every transport goes through.
 
-A method is declared once with ``@method(id, Params, auth=..., channel_level=...)`` next to
-its handler. ``call()`` resolves the user and the credential (``auth.identity``), checks the
-credential kind and the channel permission, validates the parameters, runs the handler,
-turns every failure into an ``ApiError`` (``api_error``: the one place where database
-errors become API errors) and publishes the recorded changes once the handler has returned
-(its transaction committed). HTTP, Socket.IO and batch calls all use it.
+A method is declared once with ``@method(id, Params, auth=..., need=...)`` next to its
+handler. ``call()`` resolves the user and the credential (``auth.identity``), checks the
+credential kind, validates the parameters, opens what a channel method declared it needs
+(``scope.open_scope``: transaction, channel lock, folder tree, addressed item, the level
+checked once on the declared target), runs the handler, turns every failure into an
+``ApiError`` (``api_error``: the one place where database errors become API errors) and
+publishes the recorded changes once the handler has returned (its transaction committed).
+HTTP, Socket.IO and batch calls all use it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -23,9 +25,11 @@ from pydantic import BaseModel, ValidationError
 
 from pryvrt import errors
 from pryvrt.auth import identity
-from pryvrt.auth.permissions import Access, Level
+from pryvrt.auth.permissions import Access
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.params import ChannelParams
+from pryvrt.methods.scope import Lock, Need, open_scope
+from pryvrt.methods.uploads import received_files
 from pryvrt.notify.bus import invalidates
 from pryvrt.storage.pool import UNAVAILABLE
 
@@ -51,9 +55,11 @@ class Method:
     params: type[BaseModel]
     handler: Handler
     auth: Auth
-    # For ChannelParams methods: the least level the credential must hold somewhere in the
-    # channel (handlers refine per folder/item).
-    channel_level: Level | None
+    # Channel methods: the level, target, lock and tree they need (see ``scope``).
+    need: Need | None
+    # When it says so (a download by readToken), the call carries no credential: no
+    # authentication, no scope; the handler checks what it was given.
+    anonymous: Callable[[Any, CallContext], bool] | None
     user_scoped: bool
     # Carries a file (an upload or a download): HTTP only. Every other method is callable
     # over Socket.IO and inside batches (tests/test_registry.py enumerates them).
@@ -75,16 +81,29 @@ def method(
     params: type[P],
     *,
     auth: Auth = Auth.ACCESS,
-    channel_level: Level | None = None,
+    need: Need | None = None,
+    anonymous: Callable[[Any, CallContext], bool] | None = None,
     user_scoped: bool = True,
     files: bool = False,
     errors: tuple[str, ...] = (),
 ) -> Callable[
     [Callable[[CallContext, P], Awaitable[Any]]], Callable[[CallContext, P], Awaitable[Any]]
 ]:
-    """Register the decorated handler as API method ``method_id``."""
-    if channel_level is not None and not issubclass(params, ChannelParams):
+    """Register the decorated handler as API method ``method_id``. ``errors`` are the ids
+    its handler answers with; those of authentication and of the declared ``need`` are
+    added here (the permission matrix holds every answer to the declared ones)."""
+    if need is not None and not issubclass(params, ChannelParams):
         raise TypeError(f"{method_id}: channel methods take ChannelParams")
+    implied = ["INVALID_PARAMETERS_FORMAT"]
+    if user_scoped:
+        implied.append("UNKNOWN_USER")
+    if auth is not Auth.NONE:
+        implied.append("INVALID_TOKEN")
+    if auth in (Auth.PERSONAL, Auth.SESSION):
+        implied.append("FORBIDDEN")
+    if need is not None:
+        implied.extend(need.errors())
+    declared = tuple(dict.fromkeys((*implied, *errors)))
 
     def register(
         handler: Callable[[CallContext, P], Awaitable[Any]],
@@ -97,11 +116,12 @@ def method(
             params=params,
             handler=handler,
             auth=auth,
-            channel_level=channel_level,
+            need=need,
+            anonymous=anonymous,
             user_scoped=user_scoped,
             files=files,
             summary=doc[0] if doc else method_id,
-            errors=errors,
+            errors=declared,
         )
         return handler
 
@@ -158,15 +178,6 @@ def check_credential_kind(method: Method, access: Access) -> None:
         raise errors.Forbidden(f"{method.id} needs an admin session")
 
 
-async def load_channel(ctx: CallContext, channel_id: str, level: Level) -> None:
-    access = ctx.require_access()
-    channel = await identity.find_channel(ctx.services, ctx.user_id, channel_id)
-    best = access.best_level_in(channel_id)
-    if best is None or best < level:
-        raise errors.Forbidden(f"this credential has no {level.api_name} permission here")
-    ctx.channel = channel
-
-
 # PostgreSQL text and jsonb cannot hold the NUL character (U+0000): a value carrying it is
 # the client's error, found only when it reaches the database (no per-call scan for it).
 UNSTORABLE_TEXT = (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError)
@@ -198,15 +209,35 @@ async def identify(ctx: CallContext) -> Access:
 
 
 async def _run(ctx: CallContext, method: Method, raw: Any) -> Any:
+    """Who calls, what they may do, the params, the scope, the handler: in this order."""
     if method.user_scoped:
         await resolve_user(ctx)
-    if method.auth is not Auth.NONE:
+    params = None
+    anonymous = False
+    if method.anonymous is not None:  # whether a credential is needed depends on the params
+        params = validate(method.params, raw)
+        anonymous = method.anonymous(params, ctx)
+    if method.auth is not Auth.NONE and not anonymous:
         check_credential_kind(method, await authenticate(ctx))
-    params = validate(method.params, raw)
-    if method.channel_level is not None:
-        assert isinstance(params, ChannelParams)
-        await load_channel(ctx, params.channelId, method.channel_level)
-    return await method.handler(ctx, params)
+    if params is None:
+        params = validate(method.params, raw)
+    if method.need is None or anonymous:
+        return await method.handler(ctx, params)
+    assert isinstance(params, ChannelParams)
+    ctx.channel = await identity.find_channel(ctx.services, ctx.user_id, params.channelId)
+    if ctx.uploads is not None:
+        # Files arrive whole on disk before any transaction opens (no pooled connection held
+        # while a body trickles in), and only for a call that may write: the scope is
+        # checked without a lock first, then opened (and checked again) once they are in.
+        async with open_scope(ctx, replace(method.need, lock=Lock.NONE, transaction=False), params):
+            pass
+        async with received_files(ctx) as ctx.files:
+            async with open_scope(ctx, method.need, params) as scope:
+                ctx.scope = scope
+                return await method.handler(ctx, params)
+    async with open_scope(ctx, method.need, params) as scope:
+        ctx.scope = scope
+        return await method.handler(ctx, params)
 
 
 async def call(ctx: CallContext, method_id: str, raw: Any, *, publish: bool = True) -> Any:

@@ -155,7 +155,7 @@ class UpdateParams(Params):
     "tokens.update",
     UpdateParams,
     auth=Auth.PERSONAL,
-    errors=("UNKNOWN_TOKEN", "ITEM_NAME_ALREADY_EXISTS", "FORBIDDEN"),
+    errors=("UNKNOWN_TOKEN", "ITEM_NAME_ALREADY_EXISTS", "FORBIDDEN", "INVALID_OPERATION"),
 )
 async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
     """Rename a token or change its permissions (never beyond the caller's)."""

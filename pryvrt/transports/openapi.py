@@ -107,6 +107,8 @@ def _operation(route: Route, user_route: bool, schemas: dict[str, Any]) -> dict[
     }
     if method.auth is not Auth.NONE:
         operation["security"] = [{"authorization": []}, {"authQuery": []}]
+        if method.anonymous is not None:  # e.g. a download by readToken
+            operation["security"].append({})
     return operation
 
 
