@@ -259,3 +259,27 @@ async def test_merging_events_needs_contribute_where_they_go(api: Api) -> None:
     reply = await api.delete(me.path(f"/folders/{f['a1']}?mergeEventsWithParent=false"), auth=token)
     assert reply.status == 200
     assert await event_ids(me, me.session) == ["loose", "in-b", "in-a"]
+
+
+async def test_period_errors_name_events_of_subfolders_of_a_granted_folder(api: Api) -> None:
+    """A period recorded with no folder meets a period in a descendant of a granted folder:
+    the error names it (the scope's tree knows the ancestors, even though the new event
+    itself needs none)."""
+    me = await owner(api)  # strict: periods may not overlap
+    a = await me.folder("a")
+    a1 = await me.folder("a1", parent=a)
+    reply = await me.event(id="deep", folderId=a1, time=1000.0, duration=100.0)
+    assert reply.status == 201, reply
+    token = await me.token(
+        [
+            {
+                "folderPermissions": [
+                    {"folderId": a, "level": "read"},
+                    {"folderId": None, "level": "contribute"},
+                ]
+            }
+        ]
+    )
+    reply = await me.event(auth=token, time=1050.0, duration=10.0)
+    assert await status(reply) == (400, "PERIODS_OVERLAP"), reply
+    assert reply.body["data"]["overlappedIds"] == ["deep"]

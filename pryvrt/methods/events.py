@@ -202,7 +202,7 @@ RECORD_ERRORS = (
 @method(
     "events.create",
     CreateParams,
-    need=Need(Level.CONTRIBUTE, at_folder("folderId"), lock=record_lock),
+    need=Need(Level.CONTRIBUTE, at_folder("folderId"), lock=record_lock, filtered=True),
     errors=(*RECORD_ERRORS, "PAYLOAD_TOO_LARGE", "TOO_MANY_REQUESTS", "ITEM_NAME_ALREADY_EXISTS"),
 )
 async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
@@ -225,6 +225,7 @@ class StartParams(EventFields, ChannelParams):
         Level.CONTRIBUTE,
         at_folder("folderId", IfNone.MISSING),
         lock=Lock.EXCLUSIVE,
+        filtered=True,
     ),
     errors=RECORD_ERRORS,
 )
@@ -320,6 +321,7 @@ def updated_event(current: Event, p: UpdateParams, now: float) -> Event:
         Level.CONTRIBUTE,
         at_event("id"),
         lock=Lock.EXCLUSIVE,
+        filtered=True,
         moves_to=at_folder("folderId"),
     ),
     errors=("INVALID_OPERATION", "PERIODS_OVERLAP"),

@@ -64,7 +64,9 @@ def batch_rows(p: BatchParams, ctx: CallContext) -> int:
     "events.batch",
     BatchParams,
     # Each event's folder, checked with its clientId named in the error.
-    need=Need(Level.CONTRIBUTE, at_items("events"), lock=Lock.EXCLUSIVE, rows=batch_rows),
+    need=Need(
+        Level.CONTRIBUTE, at_items("events"), lock=Lock.EXCLUSIVE, filtered=True, rows=batch_rows
+    ),
     errors=(
         "INVALID_TIME",
         "PERIODS_OVERLAP",

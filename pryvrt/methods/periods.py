@@ -19,7 +19,7 @@ from typing import Any
 
 from pryvrt import errors
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.folder_tree import FolderTree, level_on
+from pryvrt.methods.folder_tree import level_on
 from pryvrt.storage.channels import Channel
 
 
@@ -58,11 +58,12 @@ async def place_period(
 
 async def readable_ids(ctx: CallContext, conn: Any, channel_id: str, ids: list[str]) -> list[str]:
     """The events among ``ids`` the credential can read: a folder-scoped credential is never
-    told the ids of events outside its folders (the rules still apply to them)."""
+    told the ids of events outside its folders (the rules still apply to them). The tree
+    is the scope's: methods whose answers name events declare ``Need.filtered``."""
     access = ctx.require_access()
     if not ids or not access.is_folder_restricted(channel_id):
         return ids
-    tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel_id, conn))
+    tree = ctx.require_scope().tree
     kept = []
     for event_id in ids:
         event = await ctx.storage.events.get(ctx.user_id, channel_id, event_id, conn)

@@ -131,6 +131,9 @@ class Need:
     # The rows the transaction writes (a function of the params and the call: a large
     # batch runs on a bulk connection, see ``Storage.transaction``).
     rows: Callable[[Any, CallContext], int] | None = None
+    # Answers and errors name items filtered to what the credential reads (events a
+    # period rule met): the tree is loaded for a folder-restricted credential.
+    filtered: bool = False
     # A folder the call moves its item to (checked at the same level when the parameter is
     # given and differs from the item's current folder or parent).
     moves_to: Target | None = None
@@ -178,9 +181,9 @@ def _needs_tree(need: Need, p: Any, access: Access, channel_id: str) -> bool:
         return True
     if target.reach in (Reach.FOLDER, Reach.FOLDERS) and getattr(p, target.param or ""):
         return True
-    # Lists: filtered to the folders a folder-restricted credential reads.
+    # Lists and filtered answers: what a folder-restricted credential reads.
     anywhere = target.reach is Reach.ANYWHERE or target.if_none is IfNone.ANYWHERE
-    return anywhere and access.is_folder_restricted(channel_id)
+    return (anywhere or need.filtered) and access.is_folder_restricted(channel_id)
 
 
 def _check_folder(
