@@ -102,7 +102,7 @@ def method(
     if auth in (Auth.PERSONAL, Auth.SESSION):
         implied.append("FORBIDDEN")
     if need is not None:
-        implied.extend(need.errors())
+        implied.extend(need.implied_errors())
     declared = tuple(dict.fromkeys((*implied, *errors)))
 
     def register(

@@ -138,7 +138,7 @@ class Need:
     # given and differs from the item's current folder or parent).
     moves_to: Target | None = None
 
-    def errors(self) -> tuple[str, ...]:
+    def implied_errors(self) -> tuple[str, ...]:
         """The error ids ``open_scope`` may answer with."""
         found = ["UNKNOWN_CHANNEL", "FORBIDDEN"]
         for target in (self.target, self.moves_to):
