@@ -53,8 +53,11 @@ def make_bus(settings: Settings) -> Bus:
     return LocalBus()
 
 
-def make_services(settings: Settings, bus: Bus | None = None) -> Services:
-    """The long-lived parts of one worker; ``storage`` opens with ``open_storage``."""
+def make_services(
+    settings: Settings, bus: Bus | None = None, *, secret_key: bytes | None = None
+) -> Services:
+    """The long-lived parts of one worker; ``storage`` opens with ``open_storage``. The
+    server secret is loaded (or generated) unless given."""
     bus = bus if bus is not None else make_bus(settings)
     cache = AccessCache(settings.cache_seconds, bus.invalidations_live)
     bus.set_invalidation_handler(cache.invalidate)
@@ -70,7 +73,7 @@ def make_services(settings: Settings, bus: Bus | None = None) -> Services:
             settings.token_max_failures_per_ip, settings.token_block_seconds
         ),
         cache=cache,
-        secret_key=load_secret_key(settings),
+        secret_key=load_secret_key(settings) if secret_key is None else secret_key,
     )
 
 

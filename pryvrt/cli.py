@@ -105,7 +105,7 @@ async def _create_user(settings: Settings, username: str, password: str, email: 
     from pryvrt.methods.context import CallContext
     from pryvrt.notify import LocalBus
 
-    services = make_services(settings, LocalBus())
+    services = make_services(settings, LocalBus(), secret_key=b"")  # signs nothing here
     async with open_storage(settings, pool_size=2) as storage:
         services.open(storage)
         ctx = CallContext(
