@@ -40,7 +40,7 @@ class Auth(Enum):
     """Which credentials a method accepts."""
 
     NONE = "none"  # no credential needed (registration, login)
-    ACCESS = "access"  # any token or session; data permissions are checked per item
+    ACCESS = "access"  # any token or session; data permissions: the method's ``need``
     PERSONAL = "personal"  # a session or a personal token
     SESSION = "session"  # an admin session only
 
