@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from pryvrt.app import SERVICES_KEY
 from tests.conftest import Api, AppFactory
 
@@ -170,6 +172,23 @@ async def test_sessions_expire_after_the_idle_time(make_api: AppFactory) -> None
     reply = await api.get(f"/{username}/user-info", auth=session)
     assert reply.status == 401
     assert reply.body["id"] == "INVALID_TOKEN"
+
+
+async def test_a_session_in_use_slides_its_expiry_cached_or_not(
+    make_api: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pryvrt.auth import identity
+
+    monkeypatch.setattr(identity, "SLIDE_EVERY", 0.05)  # (60 s in service)
+    api = await make_api(cache_seconds=60)
+    username, session = await api.user()
+    pool = api.client.app[SERVICES_KEY].storage.pool
+    expiry = "SELECT expires FROM sessions WHERE id = $1"
+    for _ in range(3):  # a cache miss, then hits
+        before = await pool.fetchval(expiry, session)
+        await asyncio.sleep(0.1)
+        assert (await api.get(f"/{username}/user-info", auth=session)).status == 200
+        assert await pool.fetchval(expiry, session) > before
 
 
 async def test_expired_sessions_are_deleted_from_the_database(make_api: AppFactory) -> None:

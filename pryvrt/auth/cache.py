@@ -58,20 +58,23 @@ class AccessCache:
     def enabled(self) -> bool:
         return self.ttl > 0 and self._live()
 
-    async def credential(
-        self,
-        user_id: str,
-        credential: str,
-        load: Callable[[], Awaitable[Access | None]],
-        usable: Callable[[Access], bool],
-    ) -> Access | None:
-        """The cached ``Access`` if still ``usable``, else ``load()``ed and cached."""
-        return await self._through(CREDENTIALS, user_id, credential, load, usable)
+    def credential(self, user_id: str, credential: str) -> Access | None:
+        """The cached ``Access`` (``None``: missing, expired, or the cache cannot be trusted)."""
+        return self._get(CREDENTIALS, user_id, credential)
 
-    async def channel(
+    def channel(self, user_id: str, channel_id: str) -> Channel | None:
+        return self._get(CHANNELS, user_id, channel_id)
+
+    async def load_credential(
+        self, user_id: str, credential: str, load: Callable[[], Awaitable[Access | None]]
+    ) -> Access | None:
+        """``load()`` it from the database, and cache what it read."""
+        return await self._load(CREDENTIALS, user_id, credential, load)
+
+    async def load_channel(
         self, user_id: str, channel_id: str, load: Callable[[], Awaitable[Channel | None]]
     ) -> Channel | None:
-        return await self._through(CHANNELS, user_id, channel_id, load)
+        return await self._load(CHANNELS, user_id, channel_id, load)
 
     async def write_credential(
         self, user_id: str, credential: str, access: Access, write: Callable[[], Awaitable[None]]
@@ -81,20 +84,17 @@ class AccessCache:
         await write()
         self._put(CREDENTIALS, user_id, credential, access, generation)
 
-    async def _through(
-        self,
-        table: str,
-        user_id: str,
-        key: str,
-        load: Callable[[], Awaitable[V | None]],
-        usable: Callable[[V], bool] | None = None,
-    ) -> V | None:
+    def _get(self, table: str, user_id: str, key: str) -> Any:
         entries = self._users.get(user_id)
         hit = None if entries is None else entries.tables.get(table, {}).get(key)
-        if hit is not None and hit[1] >= time.monotonic() and self.enabled:
-            value: V = hit[0]
-            if usable is None or usable(value):
-                return value
+        if hit is None or hit[1] < time.monotonic() or not self.enabled:
+            return None
+        return hit[0]
+
+    async def _load(
+        self, table: str, user_id: str, key: str, load: Callable[[], Awaitable[V | None]]
+    ) -> V | None:
+        """The one read-through: a lookup that raced an invalidation stores nothing."""
         generation = self._generation
         loaded = await load()
         if loaded is not None:

@@ -73,25 +73,24 @@ async def authenticate(
     if not known:
         throttle.check(client_ip)
     now = time.time()
-    storage = services.storage
-
-    async def load() -> Access | None:
-        if known:
-            row = await storage.tokens.find_credential(user.id, credential, now)
-        else:  # counted before the lookup, so concurrent guesses cannot overtake the count
-            async with throttle.attempt(client_ip, unchecked=UNAVAILABLE) as attempt:
-                row = await storage.tokens.find_credential(user.id, credential, now)
-                if row is not None:
-                    attempt.succeeded()
-        return None if row is None else access_of(row)
-
-    def alive(access: Access) -> bool:
-        return access.expires is None or access.expires > now
-
     cache = services.cache
-    access = await cache.credential(user.id, credential, load, alive)
-    if access is None:
-        raise errors.InvalidToken("invalid or expired credential")
+    access = cache.credential(user.id, credential)
+    if access is None or (access.expires is not None and access.expires <= now):
+        storage = services.storage
+
+        async def load() -> Access | None:
+            if known:
+                row = await storage.tokens.find_credential(user.id, credential, now)
+            else:  # counted before the lookup, so concurrent guesses cannot overtake the count
+                async with throttle.attempt(client_ip, unchecked=UNAVAILABLE) as attempt:
+                    row = await storage.tokens.find_credential(user.id, credential, now)
+                    if row is not None:
+                        attempt.succeeded()
+            return None if row is None else access_of(row)
+
+        access = await cache.load_credential(user.id, credential, load)
+        if access is None:
+            raise errors.InvalidToken("invalid or expired credential")
     if access.is_session and access.expires is not None:
         ttl = services.settings.session_ttl
         if now + ttl - access.expires > SLIDE_EVERY:
@@ -99,7 +98,7 @@ async def authenticate(
             session_id, expires = access.secret, now + ttl
 
             async def touch() -> None:
-                await storage.sessions.touch(user.id, session_id, expires)
+                await services.storage.sessions.touch(user.id, session_id, expires)
 
             await cache.write_credential(user.id, credential, access, touch)
     return access
@@ -107,14 +106,16 @@ async def authenticate(
 
 async def find_channel(services: Services, user_id: str, channel_id: str) -> Channel:
     """The channel, as last read (404 UNKNOWN_CHANNEL); writes lock and re-read it."""
-    storage = services.storage
-
-    async def load() -> Channel | None:
-        return await storage.channels.get(user_id, channel_id)
-
-    channel = await services.cache.channel(user_id, channel_id, load)
+    channel = services.cache.channel(user_id, channel_id)
     if channel is None:
-        raise errors.UnknownChannel(f"unknown channel {channel_id!r}")
+        storage = services.storage
+
+        async def load() -> Channel | None:
+            return await storage.channels.get(user_id, channel_id)
+
+        channel = await services.cache.load_channel(user_id, channel_id, load)
+        if channel is None:
+            raise errors.UnknownChannel(f"unknown channel {channel_id!r}")
     return channel
 
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from pryvrt.auth import identity
 from pryvrt.auth.permissions import Access
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.params import ChannelParams
-from pryvrt.methods.scope import Lock, Need, open_scope
+from pryvrt.methods.scope import Lock, Need, open_scope, refuse_early
 from pryvrt.methods.uploads import received_files
 from pryvrt.notify.bus import invalidates
 from pryvrt.storage.pool import UNAVAILABLE
@@ -224,19 +224,24 @@ async def _run(ctx: CallContext, method: Method, raw: Any) -> Any:
     if method.need is None or anonymous:
         return await method.handler(ctx, params)
     assert isinstance(params, ChannelParams)
+    need = method.need
     ctx.channel = await identity.find_channel(ctx.services, ctx.user_id, params.channelId)
+    refuse_early(ctx.require_access(), params.channelId, need.level)
+    lock = need.lock_for(params, ctx)
+    rows = need.rows_for(params, ctx)  # (may refuse: too many, before any connection)
     if ctx.uploads is not None:
         # Files arrive whole on disk before any transaction opens (no pooled connection held
         # while a body trickles in), and only for a call that may write: the scope is
         # checked without a lock first, then opened (and checked again) once they are in.
-        async with open_scope(ctx, replace(method.need, lock=Lock.NONE, transaction=False), params):
-            pass
-        async with received_files(ctx) as ctx.files:
-            async with open_scope(ctx, method.need, params) as scope:
-                ctx.scope = scope
-                return await method.handler(ctx, params)
-    async with open_scope(ctx, method.need, params) as scope:
-        ctx.scope = scope
+        await open_scope(ctx, need, params, Lock.NONE, None)
+        async with received_files(ctx) as ctx.files, ctx.storage.transaction(rows) as conn:
+            ctx.scope = await open_scope(ctx, need, params, lock, conn)
+            return await method.handler(ctx, params)
+    if not need.in_transaction(lock):  # reads, and marks inserted alone (storage.events)
+        ctx.scope = await open_scope(ctx, need, params, lock, None)
+        return await method.handler(ctx, params)
+    async with ctx.storage.transaction(rows) as conn:
+        ctx.scope = await open_scope(ctx, need, params, lock, conn)
         return await method.handler(ctx, params)
 
 

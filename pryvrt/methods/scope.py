@@ -4,8 +4,8 @@ A channel method declares a ``Need``: the level it needs, on which ``Target`` (t
 channel, anything in it, the folder a parameter names, the addressed event...), the
 channel lock it takes, whether it writes in a transaction, and whether it needs the
 folder tree. ``open_scope`` then does, once and in this order, what every handler used to
-repeat: it opens the transaction, locks the channel row, loads the tree, finds the
-addressed item and checks the level on the declared target. The handler gets it all in
+repeat, inside the transaction ``registry.call`` opened for it: it locks the channel row,
+loads the tree, finds the addressed item and checks the level on the declared target. The handler gets it all in
 ``ctx.scope`` (connection, channel, tree, addressed event or folder) and keeps only its
 own rules.
 
@@ -16,8 +16,7 @@ anything is read, so that the answer never tells whether the addressed item exis
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -138,6 +137,15 @@ class Need:
     # given and differs from the item's current folder or parent).
     moves_to: Target | None = None
 
+    def lock_for(self, p: Any, ctx: CallContext) -> Lock:
+        return self.lock(p, ctx) if callable(self.lock) else self.lock
+
+    def rows_for(self, p: Any, ctx: CallContext) -> int:
+        return 1 if self.rows is None else self.rows(p, ctx)
+
+    def in_transaction(self, lock: Lock) -> bool:
+        return self.transaction or lock is not Lock.NONE
+
     def implied_errors(self) -> tuple[str, ...]:
         """The error ids ``open_scope`` may answer with."""
         found = ["UNKNOWN_CHANNEL", "FORBIDDEN"]
@@ -257,25 +265,18 @@ async def _check_target(ctx: CallContext, scope: Scope, need: Need, p: Any) -> N
             _check_folder(access, scope, destination, to, level)
 
 
-@contextlib.asynccontextmanager
-async def open_scope(ctx: CallContext, need: Need, p: Any) -> AsyncIterator[Scope]:
-    """Transaction, lock, tree, addressed item, level check: see the module docstring.
+async def open_scope(
+    ctx: CallContext, need: Need, p: Any, lock: Lock, conn: asyncpg.Connection | None
+) -> Scope:
+    """Lock, tree, addressed item, level check, inside the call's transaction ``conn``
+    (``registry.call`` opens it when ``Need.in_transaction``): see the module docstring.
     ``ctx.channel`` is the channel as last read (cached); ``registry.call`` read it."""
     access = ctx.require_access()
     channel = ctx.require_channel()
-    refuse_early(access, channel.id, need.level)
-    lock = need.lock(p, ctx) if callable(need.lock) else need.lock
-    rows = 1 if need.rows is None else need.rows(p, ctx)
-    async with contextlib.AsyncExitStack() as stack:
-        conn = None
-        if need.transaction or lock is not Lock.NONE:
-            conn = await stack.enter_async_context(ctx.storage.transaction(rows=rows))
-        if lock is not Lock.NONE:
-            channel = await lock_channel(ctx, conn, exclusive=lock is Lock.EXCLUSIVE)
-        scope = Scope(channel, conn)
-        if _needs_tree(need, p, access, channel.id):
-            scope.tree = FolderTree(
-                await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn)
-            )
-        await _check_target(ctx, scope, need, p)
-        yield scope
+    if lock is not Lock.NONE:
+        channel = await lock_channel(ctx, conn, exclusive=lock is Lock.EXCLUSIVE)
+    scope = Scope(channel, conn)
+    if _needs_tree(need, p, access, channel.id):
+        scope.tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, channel.id, conn))
+    await _check_target(ctx, scope, need, p)
+    return scope
