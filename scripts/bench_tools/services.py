@@ -169,6 +169,7 @@ def start_pryvrt(database_url: str, workers: int = 1, redis_url: str | None = No
         "PRYVRT_DB_POOL_SIZE": "20",
         # One bench user holds up to 10 000 sockets (fan-out, idle scenarios).
         "PRYVRT_MAX_SOCKETS_PER_USER": "20000",
+        "PRYVRT_MAX_SOCKETS_PER_CREDENTIAL": "20000",
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
