@@ -117,14 +117,23 @@ class Client:
         result = await self.call("POST", f"/{self.username}/channels", {"name": name})
         return str(result["id"])
 
-    async def seed(self, channel: str, count: int, start: float, step: float) -> None:
-        """``count`` mark events spaced ``step`` seconds apart from ``start``, via events.batch."""
+    async def seed(
+        self,
+        channel: str,
+        count: int,
+        start: float,
+        step: float,
+        fields: Callable[[int], dict[str, Any]] | None = None,
+    ) -> None:
+        """``count`` mark events spaced ``step`` seconds apart from ``start``, via events.batch
+        (``fields(i)``: more fields of the i-th event)."""
         for offset in range(0, count, 10_000):
             events = [
                 {
                     "clientId": str(i),
                     "time": start + i * step,
                     "value": {"type": "count:n", "value": i},
+                    **(fields(i) if fields else {}),
                 }
                 for i in range(offset, min(count, offset + 10_000))
             ]
@@ -359,6 +368,103 @@ def scenario_growth(bench: Bench) -> None:
         server.stop()
 
 
+async def analyzed(database_url: str) -> bool:
+    """Whether the events table has planner statistics yet (ANALYZE or autovacuum ran)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT last_analyze, last_autoanalyze FROM pg_stat_user_tables"
+            " WHERE relname = 'events'"
+        )
+        return row is not None and (row[0] is not None or row[1] is not None)
+    finally:
+        await conn.close()
+
+
+def scenario_windows(bench: Bench) -> None:
+    """events.get over time windows of a large channel, right after its bulk import (no
+    ANALYZE by the benchmark): each p50 should stay near the 1-day window's for its limit."""
+    server = start_pryvrt(bench.database_url)
+    count = 200_000 if bench.quick else 1_000_000
+    samples = 7 if bench.quick else 15
+    try:
+
+        async def run(c: Client) -> tuple[list[tuple[str, float, float]], bool, bool]:
+            await c.setup_user()
+            channel = await c.channel("windows")
+            folder = (await c.call("POST", f"/{c.username}/{channel}/folders", {"name": "f"}))["id"]
+            now = time.time()
+            year = 365 * 86400.0
+            # A third of the events in the folder, a tenth tagged, over the last year.
+            await c.seed(
+                channel,
+                count,
+                now - year,
+                year / count,
+                lambda i: {
+                    **({"folderId": folder} if i % 3 == 0 else {}),
+                    **({"tags": ["t"]} if i % 10 == 0 else {}),
+                },
+            )
+            before = await analyzed(bench.database_url)
+            out = []
+            windows = {"1 day": 86400.0, "30 days": 30 * 86400.0, "1 year": year, "unbounded": 0}
+            for limit in (20, 1000):
+                for order in ("desc", "asc"):
+                    for filter_name, extra in (
+                        ("", ""),
+                        ("onlyFolders", f"&onlyFolders={folder}"),
+                        ("tags", "&tags=t"),
+                    ):
+                        for window, span in windows.items():
+                            path = f"/{c.username}/{channel}/events?limit={limit}{extra}"
+                            if span:
+                                path += f"&fromTime={now - span}&toTime={now}"
+                            if order == "asc":
+                                path += "&sortAscending=true"
+                            await timed_gets(c, path, 2)  # warm
+                            p50, p99 = latencies(await timed_gets(c, path, samples))
+                            name = f"limit={limit} {order} {filter_name or 'all'} {window}"
+                            out.append((name, p50, p99))
+            return out, before, await analyzed(bench.database_url)
+
+        server.reset_peak()
+        result, before, after = asyncio.run(with_client(server, run))
+        stats = f"statistics before: {'yes' if before else 'no'}, after: {'yes' if after else 'no'}"
+        base: dict[str, float] = {}
+        worst = 0.0
+        for name, p50, p99 in result:
+            group = name.rsplit(" ", 2)[0] if name.endswith(" day") else None
+            if group is not None:
+                base[group] = p50
+            key = next(k for k in base if name.startswith(k + " "))
+            ratio = p50 / base[key]
+            worst = max(worst, ratio)
+            bench.add(
+                Row(
+                    f"window: {name}",
+                    None,
+                    "",
+                    p50,
+                    p99,
+                    server.peak_rss / MIB,
+                    note=f"x{ratio:.2f} of 1 day",
+                )
+            )
+        bench.add(
+            Row(
+                f"windows: {count:,} events, worst p50 ratio to 1 day",
+                None,
+                "",
+                note=f"x{worst:.2f} (target <= 1.5); {stats}",
+            )
+        )
+    finally:
+        server.stop()
+
+
 SOCKETS_TOOL = str(Path(__file__).resolve().parent / "bench_tools" / "sockets.py")
 
 
@@ -535,6 +641,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "reads": scenario_reads,
     "batch": scenario_batch,
     "growth": scenario_growth,
+    "windows": scenario_windows,
     "sockets": scenario_socket_calls,
     "fanout": lambda b: (scenario_fanout(b, 100, 1), scenario_fanout(b, 1000, 2)),  # type: ignore[func-returns-value]
     "idle": scenario_idle,

@@ -178,7 +178,17 @@ def _json_text(value: Any) -> str | None:
 
 
 def select_events(user_id: str, channel_id: str, q: EventQuery) -> list[Any]:
-    """``[sql, *args]`` of an events query."""
+    """``[sql, *args]`` of an events query.
+
+    Its cost follows ``limit`` + ``skip``, not the window nor the channel: every branch is
+    a scan of ``events_time_id`` in the requested order that stops at the limit (a window's
+    UNION ALL branches are each ordered and limited, then merged). The plan must not hang
+    on statistics: the pool runs generic plans (``plan_cache_mode``), and right after a bulk
+    import the table has none. So no condition here may offer the planner an index that
+    loses the order: the tags test is written so that the GIN index ``events_tags`` cannot
+    serve it (a bitmap of every event with the tag, in every channel, then a sort of the
+    matches: 90 ms instead of 0.6 ms for a 30-day window of 1M events, BENCHMARKS.md).
+    tests/test_events.py checks the plans, with and without statistics."""
     args: list[Any] = [user_id, channel_id]
 
     def arg(value: Any) -> str:
@@ -190,37 +200,44 @@ def select_events(user_id: str, channel_id: str, q: EventQuery) -> list[Any]:
         folders = f"folder_id = ANY({arg(list(q.folder_ids))}::text[])"
         where += f" AND ({folders} OR folder_id IS NULL)" if q.no_folder else f" AND {folders}"
     if q.tags:
-        where += f" AND tags && {arg(list(q.tags))}::text[]"
+        # IS TRUE (tags is NOT NULL, so the same test) keeps events_tags out of the plan.
+        where += f" AND (tags && {arg(list(q.tags))}::text[]) IS TRUE"
     if q.modified_since is not None:
         where += f" AND modified >= {arg(q.modified_since)}"
     running = "is_period AND duration IS NULL"
     if q.running_only:
         where += f" AND {running}"
-    if q.from_time is None or q.to_time is None:
-        sql = f"SELECT * FROM events WHERE {where}"
-    else:
-        # A period overlapping the window starts at most max(duration) before it: that
-        # lower bound keeps the scan on the window's part of the time index. Running
-        # periods (no bound) come from their own small index.
-        to_time, from_time = arg(q.to_time), arg(q.from_time)
-        longest = (
-            "coalesce((SELECT duration FROM events WHERE user_id = $1 AND channel_id = $2"
-            " AND is_period AND duration IS NOT NULL ORDER BY duration DESC LIMIT 1), 0)"
-        )
-        sql = (
-            f"SELECT * FROM events WHERE {where} AND time <= {to_time}"
-            f" AND time >= {from_time} - {longest} - 1"
-            f" AND end_time >= {from_time} AND end_time < 'Infinity'"
-            f" UNION ALL SELECT * FROM events WHERE {where} AND {running}"
-            f" AND time <= {to_time}"
-        )
     order = "ASC" if q.ascending else "DESC"
-    sql += f" ORDER BY time {order}, id {order}"
-    if q.limit is not None:
-        sql += f" LIMIT {arg(q.limit)}"
-    if q.skip:
-        sql += f" OFFSET {arg(q.skip)}"
-    return [sql, *args]
+    order_by = f" ORDER BY time {order}, id {order}"
+    limit = f" LIMIT {arg(q.limit)}" if q.limit is not None else ""
+    offset = f" OFFSET {arg(q.skip)}" if q.skip else ""
+    if q.from_time is None or q.to_time is None:
+        return [f"SELECT * FROM events WHERE {where}{order_by}{limit}{offset}", *args]
+    # A period overlapping the window starts at most max(duration) before it: that lower
+    # bound keeps the scan on the window's part of the time index. Running periods (no
+    # bound) come from their own small index. Each branch keeps its first limit + skip
+    # rows; the merge of the two keeps the page.
+    to_time, from_time = arg(q.to_time), arg(q.from_time)
+    longest = (
+        "coalesce((SELECT duration FROM events WHERE user_id = $1 AND channel_id = $2"
+        " AND is_period AND duration IS NOT NULL ORDER BY duration DESC LIMIT 1), 0)"
+    )
+    branch_limit = limit
+    if limit and offset:
+        branch_limit = f" LIMIT {args_ref(limit)} + {args_ref(offset)}"
+    sql = (
+        f"(SELECT * FROM events WHERE {where} AND time <= {to_time}"
+        f" AND time >= {from_time} - {longest} - 1"
+        f" AND end_time >= {from_time} AND end_time < 'Infinity'{order_by}{branch_limit})"
+        f" UNION ALL (SELECT * FROM events WHERE {where} AND {running}"
+        f" AND time <= {to_time}{order_by}{branch_limit})"
+    )
+    return [f"{sql}{order_by}{limit}{offset}", *args]
+
+
+def args_ref(clause: str) -> str:
+    """The ``$n`` of a `` LIMIT $n`` / `` OFFSET $n`` clause."""
+    return clause.rsplit(" ", 1)[1]
 
 
 # Columns sent as JSON text in array form (tags is a text[] column, rebuilt from JSON
