@@ -141,7 +141,7 @@ DROP INDEX IF EXISTS events_time;
 -- The longest finished period bounds how far before a window an overlapping one starts.
 CREATE INDEX IF NOT EXISTS events_durations ON events (user_id, channel_id, duration)
     WHERE is_period AND duration IS NOT NULL;
--- Running periods in any state (events.get windows and getRunning; few rows per channel).
+-- Running periods in any state (getRunning; few rows per channel). Replaced in version 5.
 CREATE INDEX IF NOT EXISTS events_running_time ON events (user_id, channel_id, time)
     WHERE is_period AND duration IS NULL;
 DROP INDEX IF EXISTS events_running;
@@ -208,3 +208,14 @@ END $$;
 
 INSERT INTO schema_version (singleton, version) VALUES (true, 4)
     ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 4);
+
+-- Version 5: running periods indexed in events.get's full order (time, id), so that the
+-- running branch of a windowed read is an ordered scan of this small index that stops at
+-- the limit; ordered by time alone, the planner could prefer events_time_id (already in
+-- that order) and read every event of the channel before the window's end to find them.
+CREATE INDEX IF NOT EXISTS events_running_time_id ON events (user_id, channel_id, time, id)
+    WHERE is_period AND duration IS NULL;
+DROP INDEX IF EXISTS events_running_time;
+
+INSERT INTO schema_version (singleton, version) VALUES (true, 5)
+    ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 5);

@@ -397,15 +397,17 @@ def scenario_windows(bench: Bench) -> None:
             folder = (await c.call("POST", f"/{c.username}/{channel}/folders", {"name": "f"}))["id"]
             now = time.time()
             year = 365 * 86400.0
-            # A third of the events in the folder, a tenth tagged, over the last year.
+            # 1 000 000 events a year (a day holds 2 740), half of them in the folder, half
+            # tagged: a day fills limit=1000 with either filter.
+            step = year / 1_000_000
             await c.seed(
                 channel,
                 count,
-                now - year,
-                year / count,
+                now - count * step,
+                step,
                 lambda i: {
-                    **({"folderId": folder} if i % 3 == 0 else {}),
-                    **({"tags": ["t"]} if i % 10 == 0 else {}),
+                    **({"folderId": folder} if i % 2 == 0 else {}),
+                    **({"tags": ["t"]} if i % 4 < 2 else {}),
                 },
             )
             before = await analyzed(bench.database_url)

@@ -15,9 +15,12 @@ from tests.activity import Owner, owner, record_changes
 from tests.conftest import Api
 
 
-async def explain_query(pool: Pool, user_id: str, channel_id: str, q: EventQuery) -> str:
+async def explain_query(
+    pool: Pool, user_id: str, channel_id: str, q: EventQuery, *, analyze: bool = False
+) -> str:
     """PostgreSQL's plan for an events query as the server runs it: a prepared statement
-    under the connection's ``plan_cache_mode``."""
+    under the connection's ``plan_cache_mode``; ``analyze`` runs it and adds the rows each
+    step returned."""
     sql, *args = select_events(user_id, channel_id, q)
 
     def literal(value: Any) -> str:  # EXECUTE takes no bound parameters
@@ -31,7 +34,8 @@ async def explain_query(pool: Pool, user_id: str, channel_id: str, q: EventQuery
     async with pool.acquire() as conn:
         await conn.execute("PREPARE pryvrt_explain AS " + sql)
         try:
-            rows = await conn.fetch(f"EXPLAIN EXECUTE pryvrt_explain({values})")
+            options = "(ANALYZE, TIMING OFF) " if analyze else ""
+            rows = await conn.fetch(f"EXPLAIN {options}EXECUTE pryvrt_explain({values})")
         finally:
             await conn.execute("DEALLOCATE pryvrt_explain")
     return "\n".join(r[0] for r in rows)
