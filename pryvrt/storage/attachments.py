@@ -15,6 +15,12 @@ from pryvrt.storage.base import Executor, Store
 CHUNK_SIZE = 256 * 1024
 
 
+INSERT_CHUNK = (
+    "INSERT INTO attachment_chunks (user_id, channel_id, event_id, attachment_id, seq, data)"
+    " VALUES ($1, $2, $3, $4, $5, $6)"
+)
+
+
 class AttachmentsStore(Store):
     async def write(
         self,
@@ -26,34 +32,13 @@ class AttachmentsStore(Store):
         chunks: AsyncIterator[bytes],
     ) -> None:
         """Store a file's chunks (each at most CHUNK_SIZE) in ``conn``'s transaction."""
+        key = (user_id, channel_id, event_id, attachment_id)
         seq = 0
         async for data in chunks:
-            await self._insert(conn, user_id, channel_id, event_id, attachment_id, seq, data)
+            await conn.execute(INSERT_CHUNK, *key, seq, data)
             seq += 1
         if seq == 0:  # an empty file: one empty chunk says it exists
-            await self._insert(conn, user_id, channel_id, event_id, attachment_id, 0, b"")
-
-    async def _insert(
-        self,
-        conn: Executor,
-        user_id: str,
-        channel_id: str,
-        event_id: str,
-        attachment_id: str,
-        seq: int,
-        data: bytes,
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO attachment_chunks"
-            " (user_id, channel_id, event_id, attachment_id, seq, data)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            user_id,
-            channel_id,
-            event_id,
-            attachment_id,
-            seq,
-            data,
-        )
+            await conn.execute(INSERT_CHUNK, *key, 0, b"")
 
     async def read(
         self, user_id: str, channel_id: str, event_id: str, attachment_id: str
