@@ -76,6 +76,16 @@ class Worker:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    async def logged(self, line: str, within: float = 10.0) -> bool:
+        """Whether ``line`` appears in the log within ``within`` seconds (a record can follow
+        the state it reports: the server answers before the line is written)."""
+        deadline = time.monotonic() + within
+        while line not in self.log_text():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

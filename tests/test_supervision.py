@@ -255,7 +255,7 @@ async def test_a_killed_embedded_postgres_is_restarted_by_a_single_process_serve
         await asyncio.to_thread(server.wait_ready, 60)
         back = await recovered_after_postmaster_kill(server.url, data_dir, within=20)
         assert server.process.poll() is None
-        assert "the embedded PostgreSQL restarted" in server.log_text()
+        assert await server.logged("the embedded PostgreSQL restarted"), server.log_text()
     finally:
         server.stop()
     assert server.process.returncode == 0
@@ -278,7 +278,7 @@ async def test_a_killed_embedded_postgres_is_restarted_by_the_supervisor(
         back = await recovered_after_postmaster_kill(parent.url, data_dir, within=20)
         assert parent.process.poll() is None
         assert {p.pid for p in workers_of(parent)} == workers  # no worker had to restart
-        assert "the embedded PostgreSQL restarted" in parent.log_text()
+        assert await parent.logged("the embedded PostgreSQL restarted"), parent.log_text()
     finally:
         parent.stop()
     assert parent.process.returncode == 0
