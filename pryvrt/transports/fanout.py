@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import engineio
+import engineio.async_socket
+import engineio.exceptions
+import engineio.packet
 import orjson
 import socketio
 from aiohttp import web
@@ -107,13 +111,202 @@ class Websocket:
 
 def text_frame(text: str) -> bytes:
     """A whole server-to-client websocket text frame (RFC 6455: FIN, opcode 1, no mask)."""
-    payload = text.encode()
+    return frame(text)
+
+
+def frame(data: str | bytes) -> bytes:
+    """A whole server-to-client websocket frame (RFC 6455: FIN, no mask): text for ``str``
+    (opcode 1), binary for ``bytes`` (opcode 2)."""
+    if isinstance(data, str):
+        payload, first = data.encode(), 0x81
+    else:
+        payload, first = data, 0x82
     size = len(payload)
     if size < 126:
-        return bytes((0x81, size)) + payload
+        return bytes((first, size)) + payload
     if size < 65536:
-        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+        return bytes((first, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + size.to_bytes(8, "big") + payload
+
+
+class LeanSocket(engineio.async_socket.AsyncSocket):
+    """engine.io's socket, without a task per socket while it idles on a websocket.
+
+    Why: an idle stock socket holds four tasks (aiohttp's handler, engine.io's writer, the
+    reader's ``wait_for`` task, the ``_send_ping`` sleeper) and ~33 KiB. Here a websocket
+    socket holds only aiohttp's handler task, reading with ``asyncio.timeout``; packets are
+    written straight to the transport as whole frames; the next ping is a timer handle.
+    A writer task exists only while a slow reader has a backlog (more than MAX_BUFFERED
+    bytes unsent): packets then queue in engine.io's queue, in order, and the writer drains
+    it with back-pressure, so a slow reader never stalls the sender (a fan-out loop).
+    Long-polling (before an upgrade, or clients that stay on it) is engine.io's own code.
+    Same protocol as python-engineio 4.x (pinned): probe/upgrade, ping interval/timeout.
+    """
+
+    last_ping: float | None  # (engine.io's attributes, typed here)
+    connected: bool
+    _websocket: Any = None  # engine.io's aiohttp driver while the socket writes directly
+    _transport: asyncio.Transport | None = None
+    _writer: asyncio.Task[None] | None = None
+    _ping_timer: asyncio.TimerHandle | None = None
+
+    async def send(self, pkt: engineio.packet.Packet) -> None:
+        if not await self.check_ping_timeout():
+            return
+        self._send_now(pkt)
+
+    def _send_now(self, pkt: engineio.packet.Packet) -> None:
+        transport = self._transport
+        if transport is None or self._writer is not None or not self.queue.empty():
+            self.queue.put_nowait(pkt)  # polling, upgrading, or a backlog: in order
+            if self._websocket is not None and self._writer is None:
+                self._writer = asyncio.ensure_future(self._drain())
+        elif transport.get_write_buffer_size() > MAX_BUFFERED:
+            self.queue.put_nowait(pkt)
+            self._writer = asyncio.ensure_future(self._drain())
+        else:
+            transport.write(frame(pkt.encode()))
+
+    async def _drain(self) -> None:
+        """Write the backlog with back-pressure (aiohttp's drain), then go back to direct
+        writes. ``None`` in the queue (python-engineio's stop signal) closes the websocket."""
+        websocket = self._websocket
+        try:
+            while not self.queue.empty() and websocket is not None:
+                pkt = self.queue.get_nowait()
+                self.queue.task_done()
+                if pkt is None:
+                    await websocket.close()
+                    return
+                await websocket.send(pkt.encode())
+        except Exception:
+            log.debug("websocket backlog write failed", exc_info=True)
+            if websocket is not None:
+                await websocket.close()
+        finally:
+            self._writer = None
+
+    def schedule_ping(self) -> None:
+        # As engine.io: a new ping only once the previous one was answered.
+        if self.last_ping:
+            self.last_ping = None
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.server.ping_interval, self._ping_due)
+
+    def _ping_due(self) -> None:
+        self._ping_timer = None
+        if not self.closing and not self.closed:
+            self.last_ping = time.time()
+            self._send_now(engineio.packet.Packet(engineio.packet.PING))
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        await super().close(wait=wait, abort=abort, reason=reason)
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+        websocket = self._websocket
+        if websocket is None:
+            return  # polling, or the read loop is ending (it closes the websocket)
+        if self._writer is not None and not abort:
+            self.queue.put_nowait(None)  # the writer closes it after the backlog
+            return
+        # End the connection as engine.io's writer would once its queue said stop.
+        if self._writer is not None:
+            self._writer.cancel()
+        self._websocket = self._transport = None
+        await websocket.close()
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        """Engine.IO over a websocket: the upgrade handshake, then a read loop."""
+        limit = self.server.max_http_buffer_size
+
+        async def receive() -> Any:
+            data = await ws.wait()
+            if data and len(data) > limit:
+                raise ValueError("packet is too large")
+            return data
+
+        if self.connected:  # an upgrade from long-polling: probe, then UPGRADE
+            self.upgrading = True  # packets queue meanwhile
+            try:
+                probe = engineio.packet.Packet(encoded_packet=await receive())
+                if probe.packet_type != engineio.packet.PING or probe.data != "probe":
+                    self.upgrading = False
+                    return
+                await ws.send(engineio.packet.Packet(engineio.packet.PONG, data="probe").encode())
+                self.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))  # end poll
+                upgrade = engineio.packet.Packet(encoded_packet=await receive())
+            except Exception:
+                self.upgrading = False
+                return
+            if upgrade.packet_type != engineio.packet.UPGRADE:
+                self.upgrading = False
+                return
+            self.upgraded = True
+            self.upgrading = False
+            # What queued during the upgrade goes first (the NOOP was for the poll).
+            while not self.queue.empty():
+                pkt = self.queue.get_nowait()
+                self.queue.task_done()
+                if pkt is not None and pkt.packet_type != engineio.packet.NOOP:
+                    await ws.send(pkt.encode())
+        else:
+            self.connected = True
+            self.upgraded = True
+            while not self.queue.empty():  # the OPEN packet, and what followed it
+                pkt = self.queue.get_nowait()
+                self.queue.task_done()
+                if pkt is not None:
+                    await ws.send(pkt.encode())
+
+        self._websocket = ws
+        self._transport = ws.environ["aiohttp.request"].transport
+        timeout = self.server.ping_interval + self.server.ping_timeout
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        data = await receive()
+                except Exception:
+                    break
+                if data is None:  # closed by the client
+                    break
+                try:
+                    await self.receive(engineio.packet.Packet(encoded_packet=data))
+                except engineio.exceptions.UnknownPacketError:
+                    pass
+                except engineio.exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    log.exception("engine.io receive error")
+        finally:
+            self._websocket = self._transport = None
+            writer = self._writer
+            if writer is not None:
+                writer.cancel()
+            await ws.close()
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+
+class LeanSockets(dict[str, Any]):
+    """engine.io's sid → socket map, turning each new socket into a LeanSocket.
+
+    python-engineio builds ``AsyncSocket`` by name in ``_handle_connect`` and has no factory
+    hook; a socket is stored here right after it is built, before any packet is handled.
+    """
+
+    def __setitem__(self, sid: str, socket: Any) -> None:
+        if type(socket) is engineio.async_socket.AsyncSocket:
+            socket.__class__ = LeanSocket
+        super().__setitem__(sid, socket)
+
+
+class EngineIoServer(engineio.AsyncServer):
+    """python-engineio's server with LeanSocket sockets."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.sockets = LeanSockets()
 
 
 def install(sio: socketio.AsyncServer) -> dict[str, Websocket]:
@@ -162,6 +355,9 @@ class SocketServer(socketio.AsyncServer):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.websockets = install(self)
+
+    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
+        return EngineIoServer
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> Any:
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
