@@ -130,25 +130,48 @@ def frame(data: str | bytes) -> bytes:
 
 
 class LeanSocket(engineio.async_socket.AsyncSocket):
-    """engine.io's socket, without a task per socket while it idles on a websocket.
+    """engine.io's socket, without a task, a queue or a timer of its own while it idles on
+    a websocket.
 
     Why: an idle stock socket holds four tasks (aiohttp's handler, engine.io's writer, the
-    reader's ``wait_for`` task, the ``_send_ping`` sleeper) and ~33 KiB. Here a websocket
-    socket holds only aiohttp's handler task, reading with ``asyncio.timeout``; packets are
-    written straight to the transport as whole frames; the next ping is a timer handle.
-    A writer task exists only while a slow reader has a backlog (more than MAX_BUFFERED
-    bytes unsent): packets then queue in engine.io's queue, in order, and the writer drains
-    it with back-pressure, so a slow reader never stalls the sender (a fan-out loop).
-    Long-polling (before an upgrade, or clients that stay on it) is engine.io's own code.
-    Same protocol as python-engineio 4.x (pinned): probe/upgrade, ping interval/timeout.
+    reader's ``wait_for`` task, the ``_send_ping`` sleeper) and an ``asyncio.Queue``: ~33 KiB
+    per socket. Here a websocket socket holds only aiohttp's handler task, reading without
+    a timeout (engine.io's service task already closes a socket whose pong is late, which
+    ends the read); packets are written straight to the transport as whole frames; the next
+    ping is a timer handle; the queue exists only while packets wait in it. A writer task
+    exists only while a slow reader has a backlog (more than MAX_BUFFERED bytes unsent):
+    packets then wait in the queue, in order, and the writer drains it with back-pressure,
+    so a slow reader never stalls the sender (a fan-out loop). Long-polling (before an
+    upgrade, or clients that stay on it) is engine.io's own code. Same protocol as
+    python-engineio 4.x (pinned): probe/upgrade, ping interval/timeout.
     """
 
     last_ping: float | None  # (engine.io's attributes, typed here)
     connected: bool
+    _queue: asyncio.Queue[Any] | None = None
     _websocket: Any = None  # engine.io's aiohttp driver while the socket writes directly
     _transport: asyncio.Transport | None = None
     _writer: asyncio.Task[None] | None = None
     _ping_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def queue(self) -> asyncio.Queue[Any]:
+        """engine.io's packet queue, built on first use (polling, upgrades, backlogs)."""
+        if self._queue is None:
+            self._queue = self.server.create_queue()
+        return self._queue
+
+    @queue.setter
+    def queue(self, value: asyncio.Queue[Any] | None) -> None:
+        self._queue = value
+
+    def backlogged(self) -> bool:
+        """Whether packets wait in the queue (a direct write would overtake them)."""
+        return self._writer is not None or (self._queue is not None and not self._queue.empty())
+
+    def _release_queue(self) -> None:
+        if self._queue is not None and self._queue.empty() and self._writer is None:
+            self._queue = None
 
     async def send(self, pkt: engineio.packet.Packet) -> None:
         if not await self.check_ping_timeout():
@@ -157,13 +180,12 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
 
     def _send_now(self, pkt: engineio.packet.Packet) -> None:
         transport = self._transport
-        if transport is None or self._writer is not None or not self.queue.empty():
-            self.queue.put_nowait(pkt)  # polling, upgrading, or a backlog: in order
-            if self._websocket is not None and self._writer is None:
-                self._writer = asyncio.ensure_future(self._drain())
-        elif transport.get_write_buffer_size() > MAX_BUFFERED:
-            self.queue.put_nowait(pkt)
-            self._writer = asyncio.ensure_future(self._drain())
+        if transport is None:
+            self.queue.put_nowait(pkt)  # polling or upgrading: engine.io's way
+        elif self.backlogged() or transport.get_write_buffer_size() > MAX_BUFFERED:
+            self.queue.put_nowait(pkt)  # after what waits, in order
+            if self._writer is None:
+                self._writer = _background(self._drain())
         else:
             transport.write(frame(pkt.encode()))
 
@@ -172,9 +194,9 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
         writes. ``None`` in the queue (python-engineio's stop signal) closes the websocket."""
         websocket = self._websocket
         try:
-            while not self.queue.empty() and websocket is not None:
-                pkt = self.queue.get_nowait()
-                self.queue.task_done()
+            while websocket is not None and self._queue is not None and not self._queue.empty():
+                pkt = self._queue.get_nowait()
+                self._queue.task_done()
                 if pkt is None:
                     await websocket.close()
                     return
@@ -185,6 +207,7 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
                 await websocket.close()
         finally:
             self._writer = None
+            self._release_queue()
 
     def schedule_ping(self) -> None:
         # As engine.io: a new ping only once the previous one was answered.
@@ -210,11 +233,13 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
         if self._writer is not None and not abort:
             self.queue.put_nowait(None)  # the writer closes it after the backlog
             return
-        # End the connection as engine.io's writer would once its queue said stop.
+        # End the connection as engine.io's writer would once its queue said stop; in the
+        # background: aiohttp's close waits for the peer's answer (up to 10 s for a dead
+        # one), and the caller may be engine.io's service task, checking every socket.
         if self._writer is not None:
             self._writer.cancel()
         self._websocket = self._transport = None
-        await websocket.close()
+        _background(websocket.close())
 
     async def _websocket_handler(self, ws: Any) -> None:
         """Engine.IO over a websocket: the upgrade handshake, then a read loop."""
@@ -244,29 +269,23 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
                 return
             self.upgraded = True
             self.upgrading = False
-            # What queued during the upgrade goes first (the NOOP was for the poll).
-            while not self.queue.empty():
-                pkt = self.queue.get_nowait()
-                self.queue.task_done()
-                if pkt is not None and pkt.packet_type != engineio.packet.NOOP:
-                    await ws.send(pkt.encode())
         else:
             self.connected = True
             self.upgraded = True
-            while not self.queue.empty():  # the OPEN packet, and what followed it
-                pkt = self.queue.get_nowait()
-                self.queue.task_done()
-                if pkt is not None:
-                    await ws.send(pkt.encode())
-
+        # What queued before (the OPEN packet, what the connect handler sent, what waited
+        # during an upgrade) goes first; the poll's NOOP is not for the websocket.
+        while self._queue is not None and not self._queue.empty():
+            pkt = self._queue.get_nowait()
+            self._queue.task_done()
+            if pkt is not None and pkt.packet_type != engineio.packet.NOOP:
+                await ws.send(pkt.encode())
+        self._release_queue()
         self._websocket = ws
         self._transport = ws.environ["aiohttp.request"].transport
-        timeout = self.server.ping_interval + self.server.ping_timeout
         try:
             while True:
                 try:
-                    async with asyncio.timeout(timeout):
-                        data = await receive()
+                    data = await receive()
                 except Exception:
                     break
                 if data is None:  # closed by the client
@@ -288,6 +307,17 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
 
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def _background(coroutine: Any) -> asyncio.Task[Any]:
+    """A task kept referenced until it ends (the loop holds tasks only weakly)."""
+    task = asyncio.ensure_future(coroutine)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return task
+
+
 class LeanSockets(dict[str, Any]):
     """engine.io's sid → socket map, turning each new socket into a LeanSocket.
 
@@ -298,6 +328,9 @@ class LeanSockets(dict[str, Any]):
     def __setitem__(self, sid: str, socket: Any) -> None:
         if type(socket) is engineio.async_socket.AsyncSocket:
             socket.__class__ = LeanSocket
+            # Its queue (built by engine.io's __init__) is let go once the socket is on a
+            # websocket with nothing waiting, and rebuilt on use.
+            socket._queue = socket.__dict__.pop("queue", None)
         super().__setitem__(sid, socket)
 
 
@@ -417,7 +450,7 @@ class SocketServer(socketio.AsyncServer):
             or socket.upgrading
             or socket.closed
             or socket.closing
-            or not socket.queue.empty()
+            or socket.backlogged()
         ):
             return None
         return ws.transport
