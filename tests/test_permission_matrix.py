@@ -131,6 +131,7 @@ MATRIX: dict[str, str] = {
     "folders.delete": MANAGE,
     "events.get": READ,
     "events.getRunning": READ_CHANNEL_WIDE,
+    "events.getOne": READ,
     "events.getAttachment": READ,
     "events.create": CONTRIBUTE,
     "events.start": CONTRIBUTE,
@@ -474,6 +475,9 @@ SPECS: dict[str, Spec] = {
     ),
     "events.get": lambda env, at, c: _ready(on_channel(at, "events.get", onlyFolders=[at.folder])),
     "events.getRunning": lambda env, at, c: _ready(on_channel(at, "events.getRunning")),
+    "events.getOne": lambda env, at, c: _then(
+        new_event(env, at), lambda i: on_channel(at, "events.getOne", id=i)
+    ),
     "events.getAttachment": lambda env, at, c: _then(
         new_event(env, at, with_file=True),
         lambda i: on_channel(at, "events.getAttachment", id=i, fileName="note.txt"),

@@ -15,7 +15,7 @@ import orjson
 from pryvrt import errors
 from pryvrt.auth.permissions import Level
 from pryvrt.ids import new_id
-from pryvrt.methods.attachments import store_files, with_read_tokens
+from pryvrt.methods.attachments import sign_attachments, store_files, with_read_tokens
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.event_fields import (
     Description,
@@ -129,6 +129,19 @@ async def get_running(ctx: CallContext, p: ChannelParams) -> orjson.Fragment:
     query = replace(scope_query(ctx, None), running_only=True)
     found = await ctx.storage.events.query_json(ctx.user_id, p.channelId, query)
     return orjson.Fragment(with_read_tokens(ctx, found))
+
+
+class GetOneParams(ChannelParams):
+    id: ItemRef
+
+
+@method("events.getOne", GetOneParams, need=Need(Level.READ, at_event("id")))
+async def get_one(ctx: CallContext, p: GetOneParams) -> dict[str, Any]:
+    """One event, in any state (a trashed one says ``trashed: true``), with the caller's
+    readTokens in its attachments."""
+    event = ctx.require_scope().event
+    assert event is not None
+    return sign_attachments(ctx, event.to_api())
 
 
 class CreateParams(EventFields, ChannelParams):

@@ -23,8 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from pryvrt import API_VERSION, __version__, errors
-from pryvrt.auth import browser_session
-from pryvrt.auth.identity import USERNAME_PATTERN
+from pryvrt.auth import browser_session, identity
 from pryvrt.auth.throttle import request_address
 from pryvrt.methods import registry
 from pryvrt.methods.context import CallContext, Services
@@ -89,6 +88,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/{channelId}/events/stop", "events.stop"),
     Route("GET", "/{channelId}/events/running", "events.getRunning"),
     Route("POST", "/{channelId}/events/batch", "events.batch"),
+    Route("GET", "/{channelId}/events/{id}", "events.getOne"),
     Route("PUT", "/{channelId}/events/{id}", "events.update"),
     Route("POST", "/{channelId}/events/{id}", "events.addAttachments", uploads=True),
     Route("DELETE", "/{channelId}/events/{id}", "events.delete"),
@@ -117,9 +117,11 @@ class RouteTable:
                 pattern.append((True, m.group(1)) if m else (False, part))
             self._by_length.setdefault(len(pattern), []).append((route, pattern))
 
-    def match(self, verb: str, segments: list[str]) -> tuple[Route | None, dict[str, str], bool]:
-        """(route, path params, path_exists): path_exists tells 405 from 404."""
-        path_exists = False
+    def match(
+        self, verb: str, segments: list[str]
+    ) -> tuple[Route | None, dict[str, str], tuple[str, ...]]:
+        """(route, path params, allowed verbs): the verbs the path takes tell 405 from 404."""
+        allowed: list[str] = []
         for route, pattern in self._by_length.get(len(segments), ()):
             params: dict[str, str] = {}
             for (is_param, text), segment in zip(pattern, segments, strict=True):
@@ -128,10 +130,27 @@ class RouteTable:
                 elif text != segment:
                     break
             else:
-                path_exists = True
                 if route.verb == verb:
-                    return route, params, True
-        return None, {}, path_exists
+                    return route, params, ()
+                if route.verb not in allowed:
+                    allowed.append(route.verb)
+        return None, {}, tuple(allowed)
+
+
+def not_allowed(request: web.Request, allowed: tuple[str, ...]) -> errors.ApiError:
+    """405 METHOD_NOT_ALLOWED with the ``Allow`` header (RFC 9110 §15.5.6)."""
+    verbs = ", ".join(sorted({*allowed, "OPTIONS"}))
+    return errors.MethodNotAllowed(
+        f"{request.method} is not allowed on {request.path}: use {' or '.join(sorted(allowed))}",
+        {"allowed": sorted(allowed)},
+        headers={"Allow": verbs},
+    )
+
+
+def unknown_route(request: web.Request) -> errors.ApiError:
+    return errors.UnknownResource(
+        f"no route {request.method} {request.path} (the routes are in /openapi.json)"
+    )
 
 
 def error_response(exc: errors.ApiError) -> web.Response:
@@ -291,26 +310,46 @@ class HttpTransport:
 
     async def handle_user(self, request: web.Request) -> web.StreamResponse:
         """Every path not taken by a service route: a user's API (or the service root)."""
+        service_verbs = service_methods(request)
+        if service_verbs:  # e.g. GET /users: the path is a service route, not a user
+            raise not_allowed(request, service_verbs)
         username, segments = split_user(request, self.services.settings.domain)
         if username is None:
             if request.method == "GET":
                 if self.user_root_view is not None and wants_html(request):
                     return await self.user_root_view(request, None)
                 return json_response(service_info(self.services))
-            raise errors.UnknownResource(f"no route {request.method} {request.path}")
-        if not segments and request.method == "GET" and self.user_root_view is not None:
-            if not USERNAME_PATTERN.fullmatch(username.lower()):
-                raise errors.UnknownUser(f"unknown user {username!r}")
-            return await self.user_root_view(request, username)
+            raise not_allowed(request, ("GET",))
+        if not segments and request.method == "GET":
+            return await self.user_root(request, username)
         view = self.user_views.get((request.method, "/".join(segments)))
         if view is not None:
             return await view(request, username)
-        route, path_params, path_exists = self.table.match(request.method, segments)
+        route, path_params, allowed = self.table.match(request.method, segments)
         if route is None:
-            if path_exists:
-                raise errors.MethodNotAllowed(f"{request.method} is not allowed here")
-            raise errors.UnknownResource(f"no route {request.method} {request.path}")
+            if allowed:
+                raise not_allowed(request, allowed)
+            raise unknown_route(request)
         return await self.dispatch(request, route, username, path_params)
+
+    async def user_root(self, request: web.Request, username: str) -> web.StreamResponse:
+        """``GET /{username}/``: the dashboard, for a browser and an existing user.
+
+        A name that is no user (``/helth``, a typo) is 404 whatever the client: never the
+        dashboard page. A browser at ``/alice`` is sent to ``/alice/``; an API client gets
+        405 (the user root takes ``POST``: a batch)."""
+        try:
+            await identity.find_user(self.services, username)
+        except errors.UnknownUser:
+            raise unknown_route(request) from None
+        if self.user_root_view is None or not wants_html(request):
+            raise not_allowed(request, ("POST",))
+        if not request.path.endswith("/"):
+            location = (
+                request.path + "/" + (f"?{request.query_string}" if request.query_string else "")
+            )
+            raise web.HTTPPermanentRedirect(location)
+        return await self.user_root_view(request, username)
 
     async def handle_register(self, request: web.Request) -> web.StreamResponse:
         return await self.dispatch(request, SERVICE_ROUTES[0], None, {})
@@ -325,6 +364,16 @@ class HttpTransport:
                 "the database is unavailable", {"database": "down"}
             ) from None
         return json_response({"status": "ok", "database": "ok", "version": __version__})
+
+
+def service_methods(request: web.Request) -> tuple[str, ...]:
+    """The verbs of the service route (``/users``, ``/health``...) at this exact path, if
+    any: the users' catch-all route also matches those paths."""
+    verbs: list[str] = []
+    for resource in request.app.router.resources():
+        if resource.canonical == request.path and "{" not in resource.canonical:
+            verbs.extend(r.method for r in resource if r.method not in ("HEAD", "*"))
+    return tuple(dict.fromkeys(verbs))
 
 
 def wants_html(request: web.Request) -> bool:
@@ -379,7 +428,12 @@ async def error_middleware(
         if exc.status < 400:
             raise
         _, cls = _HTTP_ERROR_IDS.get(exc.status, ("", errors.InvalidRequestStructure))
-        api_error = cls(exc.reason or "request refused", status=exc.status)
+        allow = exc.headers.get("Allow")
+        api_error = cls(
+            exc.reason or "request refused",
+            status=exc.status,
+            headers={"Allow": allow} if allow else None,
+        )
         return error_response(api_error)
     except HttpProcessingError as exc:
         # aiohttp's parsers (multipart parts, chunked bodies) reading a malformed body.
