@@ -128,3 +128,23 @@ async def test_cli_user_can_log_in_over_http(make_api: AppFactory, database_url:
     reply = await api.post("/cli-login/login", {"userName": "cli-login", "password": "pw-654321"})
     assert reply.status == 200
     assert reply.body["sessionID"]
+
+
+async def test_registration_and_login_each_take_username_and_username_camel_case(api: Api) -> None:
+    """``POST /users`` spells it ``username``, ``login`` ``userName`` (seed form): both take
+    either spelling, and refuse both at once."""
+    assert (
+        await api.post("/users", {"userName": "camel-one", "password": "pw-secret"})
+    ).status == 201
+    assert (
+        await api.post("/users", {"username": "lower-one", "password": "pw-secret"})
+    ).status == 201
+    for name, key in (("camel-one", "username"), ("lower-one", "userName")):
+        reply = await api.post(f"/{name}/login", {key: name, "password": "pw-secret"})
+        assert reply.status == 200, reply
+        assert reply.body["sessionID"]
+    both = await api.post(
+        "/camel-one/login",
+        {"userName": "camel-one", "username": "camel-one", "password": "pw-secret"},
+    )
+    assert (both.status, both.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT")

@@ -6,7 +6,7 @@ import hmac
 import time
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, AliasChoices, Field, StringConstraints, WithJsonSchema
 
 from pryvrt import errors
 from pryvrt.auth.identity import USERNAME_PATTERN
@@ -81,7 +81,9 @@ def api_endpoint(ctx: CallContext, username: str) -> str:
 
 
 class RegisterParams(Params):
-    username: Username
+    # ``userName`` too: login takes it so (seed form), and a client should not have to
+    # remember which call spells it how. One of the two, not both.
+    username: Annotated[Username, Field(validation_alias=AliasChoices("username", "userName"))]
     password: Password
     email: Email | None = None
     language: Language = "en"
@@ -134,7 +136,12 @@ async def create_user(ctx: CallContext, p: RegisterParams) -> dict[str, Any]:
 
 
 class LoginParams(Params):
-    userName: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    # ``username`` too, as registration spells it (one of the two, not both).
+    userName: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=100),
+        Field(validation_alias=AliasChoices("userName", "username")),
+    ]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
     appId: Annotated[str, StringConstraints(max_length=100)] | None = None
 
