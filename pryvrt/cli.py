@@ -1,4 +1,5 @@
-"""Command line: ``pryvrt serve`` and ``pryvrt user create`` (thin: the work is elsewhere)."""
+"""Command line: ``pryvrt serve``, ``pryvrt user create``, ``pryvrt doctor`` (thin: the work
+is elsewhere). Errors are printed as sentences on stderr, never as Python reprs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pryvrt import running
 from pryvrt.config import ConfigError, Settings
 from pryvrt.logs import setup_logging
 
@@ -25,7 +27,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None:
             overrides[name] = Path(value) if name == "data_dir" else value
     settings = Settings.from_env(**overrides)
-    setup_logging(settings.log_level)
+    level = settings.log_level
+    if getattr(args, "func", None) is not serve and "PRYVRT_LOG_LEVEL" not in os.environ:
+        level = "WARNING"  # a one-shot command prints its own sentences, not the server's log
+    setup_logging(level)
     return settings
 
 
@@ -34,8 +39,35 @@ def serve(args: argparse.Namespace) -> int:
     if settings.workers > 1 and not args.worker:
         from pryvrt.workers import supervise
 
-        return supervise(settings, args.shutdown_timeout)
+        url = running.local_url(settings.host, settings.port)
+
+        def ready() -> None:
+            running.announce(settings.data_dir, url)
+            print_banner(settings, url)
+
+        try:
+            return supervise(settings, args.shutdown_timeout, on_ready=ready)
+        finally:
+            running.withdraw(settings.data_dir)
     return serve_worker(settings, args.shutdown_timeout, child=args.worker, ready_fd=args.ready_fd)
+
+
+def print_banner(settings: Settings, url: str) -> None:
+    """What a person starting the server needs: where to go, where the data is."""
+    from pryvrt import __version__
+    from pryvrt.doctor import describe_database, describe_redis, describe_registration
+
+    workers = f", {settings.workers} workers" if settings.workers > 1 else ""
+    lines = [
+        f"pryvrt {__version__} is serving {url}/{workers}",
+        f"  open        {url}/ in a browser (the dashboard; API: {url}/{{username}}/...)",
+        f"  data        {settings.data_dir.resolve()}",
+        f"  database    {describe_database(settings)}",
+        f"  live        {describe_redis(settings)}",
+        f"  register    {describe_registration(settings)}",
+        "Ctrl+C stops it.",
+    ]
+    print("\n".join(lines), flush=True)
 
 
 def serve_worker(
@@ -74,20 +106,35 @@ def serve_worker(
         gc.set_threshold(50_000, 20, 10)
 
     app.on_startup.append(freeze_gc)
-    log.info("listening", extra={"host": settings.host, "port": settings.port})
     sockets = app[SOCKETIO_KEY]
-    asyncio.run(
-        serve(
-            app,
-            host=settings.host,
-            port=settings.port,
-            reuse_port=child,
-            shutdown_timeout=shutdown_timeout,
-            before_drain=lambda: sockets.shutdown(app),
-            on_listening=None if ready_fd is None else lambda: _signal_ready(ready_fd),
-            guard=ConnectionGuard(settings),
+
+    def listening(addresses: list[Any]) -> None:
+        # Only now does the port accept connections (the database is up, the schema applied).
+        port = running.bound_port(addresses, settings.port)
+        url = running.local_url(settings.host, port)
+        log.info("listening", extra={"host": settings.host, "port": port, "url": url})
+        if ready_fd is not None:
+            _signal_ready(ready_fd)
+        if not child:
+            running.announce(settings.data_dir, url)
+            print_banner(settings, url)
+
+    try:
+        asyncio.run(
+            serve(
+                app,
+                host=settings.host,
+                port=settings.port,
+                reuse_port=child,
+                shutdown_timeout=shutdown_timeout,
+                before_drain=lambda: sockets.shutdown(app),
+                on_listening=listening,
+                guard=ConnectionGuard(settings),
+            )
         )
-    )
+    finally:
+        if not child:
+            running.withdraw(settings.data_dir)
     return 0
 
 
@@ -98,7 +145,9 @@ def _signal_ready(fd: int) -> None:
         os.close(fd)
 
 
-async def _create_user(settings: Settings, username: str, password: str, email: str | None) -> None:
+async def _create_user(
+    settings: Settings, username: str, password: str, email: str | None, base_url: str
+) -> dict[str, Any]:
     from pryvrt.app import make_services, open_storage
     from pryvrt.methods import registry
     from pryvrt.methods.account import RegisterParams, create_user
@@ -109,28 +158,68 @@ async def _create_user(settings: Settings, username: str, password: str, email: 
     async with open_storage(settings, pool_size=2) as storage:
         services.open(storage)
         ctx = CallContext(
-            services,
-            transport="cli",
-            request_id=secrets.token_hex(8),
-            base_url=f"http://{settings.host}:{settings.port}",
+            services, transport="cli", request_id=secrets.token_hex(8), base_url=base_url
         )
         raw = {"username": username, "password": password}
         if email:
             raw["email"] = email
-        result = await create_user(ctx, registry.validate(RegisterParams, raw))
-        print(f"created user {result['username']}: {result['apiEndpoint']}")
+        return await create_user(ctx, registry.validate(RegisterParams, raw))
+
+
+def error_text(exc: Any) -> str:
+    """An API error as a person reads it: the message, each problem on its own line, the id
+    (for searching the docs) last."""
+    lines = [f"error: {exc.message} [{exc.id}]"]
+    data = exc.data
+    if isinstance(data, dict):
+        lines += [f"  {key}: {value}" for key, value in data.items()]
+    elif data is not None:
+        lines.append(f"  {data}")
+    return "\n".join(lines)
 
 
 def user_create(args: argparse.Namespace) -> int:
+    """Create a user in the database the server of this data directory uses (or
+    DATABASE_URL's); refuse, naming the directory, when it holds none."""
     from pryvrt.errors import ApiError
+    from pryvrt.storage.database import holds_database
 
     settings = _settings(args)
+    data_dir = settings.data_dir.resolve()
+    if settings.database_url is None and not holds_database(settings.data_dir):
+        print(
+            f"error: no pryvrt database in {data_dir}\n"
+            "  The server keeps its embedded PostgreSQL in <data dir>/pg, and none is there."
+            " Run this from the directory where you ran `pryvrt serve`, or pass the server's"
+            " --data-dir (or PRYVRT_DATA_DIR), or set DATABASE_URL to the server's database."
+            " `pryvrt serve` creates the database on its first start.",
+            file=sys.stderr,
+        )
+        return 2
+    found = running.read(settings.data_dir)
+    base_url = args.url or (found.url if found else running.local_url(settings.host, settings.port))
+    where = "DATABASE_URL's database" if settings.database_url else f"the database in {data_dir}/pg"
     try:
-        asyncio.run(_create_user(settings, args.username, args.password, args.email))
+        result = asyncio.run(
+            _create_user(settings, args.username, args.password, args.email, base_url.rstrip("/"))
+        )
     except ApiError as exc:
-        print(f"error: {exc.id}: {exc.message} {exc.data or ''}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return 1
+    except OSError as exc:  # TimeoutError included
+        print(f"error: cannot reach {where}: {exc}", file=sys.stderr)
+        return 1
+    print(f"created user {result['username']} in {where}")
+    print(f"  API endpoint  {result['apiEndpoint']}")
+    note = "" if found or args.url else " (once `pryvrt serve` runs with these settings)"
+    print(f"  log in at     {result['apiEndpoint']}{note}")
     return 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from pryvrt.doctor import doctor as report
+
+    return report(_settings(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,8 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_create.add_argument("username")
     p_create.add_argument("--password", required=True)
     p_create.add_argument("--email")
-    p_create.add_argument("--data-dir", help="embedded PostgreSQL data (default ./var)")
+    p_create.add_argument(
+        "--data-dir", help="the server's data directory (default ./var, env PRYVRT_DATA_DIR)"
+    )
+    p_create.add_argument(
+        "--url",
+        help="the server's public address, for the printed endpoint (default: the running"
+        " server of the data directory, else PRYVRT_HOST and PORT)",
+    )
     p_create.set_defaults(func=user_create)
+
+    p_doctor = sub.add_parser(
+        "doctor", help="say what is configured (database, Redis, registration) and reachable"
+    )
+    p_doctor.add_argument("--data-dir", help="data directory (default ./var)")
+    p_doctor.set_defaults(func=doctor)
     return parser
 
 

@@ -17,6 +17,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -78,11 +79,12 @@ async def serve(
     reuse_port: bool,
     shutdown_timeout: float,
     before_drain: Callable[[], Awaitable[None]] | None = None,
-    on_listening: Callable[[], None] | None = None,
+    on_listening: Callable[[list[Any]], None] | None = None,
     guard: ConnectionGuard | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then stop as the module docstring says.
-    ``on_listening`` is called once the port is bound (a supervisor's readiness signal);
+    ``on_listening`` is called with the bound addresses once the port accepts connections
+    (the "listening" log line, a supervisor's readiness signal);
     ``guard`` bounds slow and greedy connections (``pryvrt.transports.connections``)."""
     in_flight = InFlight()
     app.middlewares.insert(0, in_flight.middleware)
@@ -101,7 +103,7 @@ async def serve(
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
         await site.start()
         if on_listening is not None:
-            on_listening()
+            on_listening(runner.addresses)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

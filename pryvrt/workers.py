@@ -34,7 +34,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -72,8 +72,15 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, shutdown_timeout: float) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        shutdown_timeout: float,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
+        # Called once, when every worker has got ready the first time (the service is up).
+        self.on_ready = on_ready
         self.shutdown_timeout = shutdown_timeout
         self.env = dict(os.environ)
         self.slots: list[Slot] = []
@@ -202,6 +209,9 @@ class Supervisor:
             slot.served = True
             if slot.process is not None:
                 log.info("worker ready", extra={"pid": slot.process.pid})
+            if self.on_ready is not None and all(s.served for s in self.slots):
+                on_ready, self.on_ready = self.on_ready, None
+                on_ready()
 
     def _close_ready(self, slot: Slot) -> None:
         if slot.ready_fd is not None:
@@ -252,8 +262,10 @@ class Supervisor:
         self.slots = []
 
 
-def supervise(settings: Settings, shutdown_timeout: float) -> int:
-    return Supervisor(settings, shutdown_timeout).run()
+def supervise(
+    settings: Settings, shutdown_timeout: float, on_ready: Callable[[], None] | None = None
+) -> int:
+    return Supervisor(settings, shutdown_timeout, on_ready).run()
 
 
 async def exit_with_parent(app: web.Application) -> AsyncIterator[None]:

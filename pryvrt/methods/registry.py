@@ -134,7 +134,8 @@ def validation_error(exc: ValidationError) -> errors.ApiError:
     item_id_problem = False
     for err in exc.errors(include_url=False):
         path = ".".join(str(part) for part in err["loc"]) or "params"
-        problems.setdefault(path, err["msg"])
+        # "Value error, " is pydantic's prefix for our validators' own messages.
+        problems.setdefault(path, err["msg"].removeprefix("Value error, "))
         item_id_problem = item_id_problem or err["type"] == "invalid_item_id"
     if item_id_problem and len(problems) == 1:
         return errors.InvalidItemId("invalid id", problems)

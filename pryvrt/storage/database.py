@@ -8,6 +8,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,35 @@ async def transaction(pool: Pool, *, bulk: bool = False) -> AsyncIterator[asyncp
     ``bulk``: a bulk connection (statements of up to the pool's bulk rows; few at a time)."""
     async with pool.acquire_bulk() if bulk else pool.acquire() as conn, conn.transaction():
         yield conn
+
+
+@dataclass(frozen=True)
+class DatabaseProbe:
+    """What ``pryvrt doctor`` reports of a database it reached."""
+
+    server_version: str
+    schema_version: int | None  # None: pryvrt's schema was never applied there
+    users: int | None
+
+
+PROBE_TIMEOUT = 5.0
+
+
+async def probe(dsn: str) -> DatabaseProbe:
+    """Connect once (no pool, no schema applied) and read the versions and the user count."""
+    timeout = PROBE_TIMEOUT
+    conn = await asyncpg.connect(dsn, timeout=timeout)
+    try:
+        version = await conn.fetchval("SHOW server_version", timeout=timeout)
+        if await conn.fetchval("SELECT to_regclass('schema_version') IS NULL", timeout=timeout):
+            return DatabaseProbe(str(version), None, None)
+        schema = await conn.fetchval("SELECT version FROM schema_version", timeout=timeout)
+        users = await conn.fetchval("SELECT count(*) FROM users", timeout=timeout)
+        return DatabaseProbe(str(version), schema, users)
+    finally:
+        await conn.close()
+
+
+def holds_database(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds an embedded PostgreSQL's data (``<data_dir>/pg``)."""
+    return (data_dir / "pg" / "PG_VERSION").is_file()
