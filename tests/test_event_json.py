@@ -104,3 +104,64 @@ def test_stored_json_takes_more_fields_without_being_decoded() -> None:
     answer = orjson.dumps([json_with(rendered, {"clientId": 'a "b"'})])
     assert orjson.loads(answer) == [{**event.to_api(), "clientId": 'a "b"'}]
     assert orjson.loads(orjson.dumps(json_with(rendered, {}))) == event.to_api()
+
+
+async def test_json_rendered_by_postgresql_is_compact_like_the_rest_of_the_api(api: Api) -> None:
+    """jsonb's text form spaces its separators (``{"a": 1}``); every event, however it was
+    last written, is answered as compact as orjson writes (attachments included)."""
+    import aiohttp
+    import orjson
+
+    me = await owner(api)
+    form = aiohttp.FormData()
+    event = {"id": "e1", "value": {"type": "any:obj", "value": {"k": [1, {"n": None}]}}}
+    form.add_field("event", orjson.dumps(event).decode(), content_type="application/json")
+    form.add_field("file", b"bytes", filename="a.txt", content_type="text/plain")
+    assert (await api.post(me.path("/events"), data=form, auth=me.session)).status == 201
+    await me.event(id="e2", clientData={"x": [1, 2], "y": {"z": "a b"}})
+    for event_id in ("e1", "e2"):  # an update: the trigger renders the stored JSON
+        reply = await api.put(me.path(f"/events/{event_id}"), {"tags": ["t"]}, auth=me.session)
+        assert reply.status == 200, reply
+    # the delete of e1's file rewrites its attachments in SQL too; then e1 gets a file again
+    form = aiohttp.FormData()
+    form.add_field("file", b"more", filename="b.txt", content_type="text/plain")
+    assert (await api.post(me.path("/events/e1"), data=form, auth=me.session)).status == 200
+
+    async with api.client.get(
+        me.path("/events?state=all"), headers={"Authorization": me.session}
+    ) as resp:
+        raw = await resp.read()
+    services = api.client.app[SERVICES_KEY]
+    stored = await services.storage.pool.fetch(
+        "SELECT json FROM events WHERE channel_id = $1", me.channel
+    )
+
+    assert b'": ' not in raw and b', "' not in raw, raw
+    for row in stored:
+        assert '": ' not in row["json"] and ', "' not in row["json"], row["json"]
+    by_id = {e["id"]: e for e in orjson.loads(raw)}
+    assert [a["fileName"] for a in by_id["e1"]["attachments"]] == ["a.txt", "b.txt"]
+
+
+async def test_stored_json_is_rendered_compact_once_after_the_upgrade(api: Api) -> None:
+    """The schema re-renders the JSON older versions stored (spaced) once, then never again."""
+    services = api.client.app[SERVICES_KEY]
+    pool = services.storage.pool
+    me = await owner(api)
+    await me.event(id="old", clientData={"a": 1})
+    spaced = '{"id":"old","clientData":{"a": 1}}'
+    await pool.execute("ALTER TABLE events DISABLE TRIGGER events_json")
+    await pool.execute("UPDATE events SET json = $1 WHERE id = 'old'", spaced)
+    await pool.execute("ALTER TABLE events ENABLE TRIGGER events_json")
+    await pool.execute("COMMENT ON FUNCTION json_compact(jsonb) IS NULL")  # as before the upgrade
+
+    await apply_schema(pool)
+    after = await pool.fetchval("SELECT json FROM events WHERE id = 'old'")
+    assert '"clientData":{"a":1}' in after
+    marker = await pool.fetchval("SELECT obj_description('json_compact(jsonb)'::regprocedure)")
+    await apply_schema(pool)  # a restart: the comment survives CREATE OR REPLACE
+    assert (
+        marker
+        == await pool.fetchval("SELECT obj_description('json_compact(jsonb)'::regprocedure)")
+        == "events rendered compact"
+    )
