@@ -165,3 +165,26 @@ async def test_stored_json_is_rendered_compact_once_after_the_upgrade(api: Api) 
         == await pool.fetchval("SELECT obj_description('json_compact(jsonb)'::regprocedure)")
         == "events rendered compact"
     )
+
+
+async def test_whole_seconds_are_written_without_a_fraction_on_every_path(api: Api) -> None:
+    """``1500``, never ``1500.0``: as inserted (Python), as updated (PostgreSQL), one event
+    or a list, and in a folder's timeCount."""
+    me = await owner(api)
+    folder = await me.folder("f")
+    await me.event(id="p", folderId=folder, time=1_700_000_000, duration=1500)
+    await me.event(id="q", folderId=folder, time=1_700_003_000, duration=10)
+    await api.put(me.path("/events/q"), {"duration": 1500}, auth=me.session)  # SQL renders it
+
+    async def raw(path: str) -> bytes:
+        async with api.client.get(me.path(path), headers={"Authorization": me.session}) as r:
+            return await r.read()
+
+    listed = await raw("/events?fromTime=0&toTime=2e9")
+    one = await raw("/events/p")
+    counted = await raw("/folders?timeCountBase=0")
+
+    assert b'"time":1700000000,"duration":1500,' in one
+    assert b'"time":1700000000,"duration":1500,' in listed
+    assert b'"time":1700003000,"duration":1500,' in listed
+    assert b'"timeCount":3000' in counted and b"3000.0" not in counted

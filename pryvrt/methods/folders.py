@@ -37,6 +37,7 @@ from pryvrt.methods.registry import method
 from pryvrt.methods.scope import IfNone, Lock, Need, at_folder
 from pryvrt.notify.messages import EVENTS_CHANGED, FOLDERS_CHANGED
 from pryvrt.storage.base import Conflict
+from pryvrt.storage.events import seconds
 from pryvrt.storage.folders import Folder
 
 
@@ -100,7 +101,7 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]]:
     for folder in shown:
         node = nodes[folder.id]
         if counts is not None:
-            node["timeCount"] = counts.get(folder.id, 0.0)
+            node["timeCount"] = seconds(counts.get(folder.id, 0.0))
         if nesting[folder.id] == 1:
             top.append(node)
         else:

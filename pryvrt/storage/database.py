@@ -57,7 +57,16 @@ class EmbeddedPostgres:
         """Start (or reuse) the server; return its connection URI. Blocking: run in a thread."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pgserver
+            try:
+                import pgserver
+            except ImportError:
+                from pryvrt.config import ConfigError
+
+                raise ConfigError(
+                    "no DATABASE_URL, and the embedded PostgreSQL needs the pgserver package,"
+                    " which is not installed (it has no wheel for this Python yet): set"
+                    " DATABASE_URL=postgresql://user:password@host:5432/dbname"
+                ) from None
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")

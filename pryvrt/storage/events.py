@@ -66,9 +66,10 @@ class Event:
     def to_api(self) -> dict[str, Any]:
         """API shape: ``duration`` absent for a mark (null while running); ``type`` and
         ``value: {type, value}`` present when the event is typed (``value.value`` = content)."""
-        out: dict[str, Any] = {"id": self.id, "channelId": self.channel_id, "time": self.time}
+        out: dict[str, Any] = {"id": self.id, "channelId": self.channel_id}
+        out["time"] = seconds(self.time)
         if self.is_period:
-            out["duration"] = self.duration
+            out["duration"] = seconds(self.duration)
         out["folderId"] = self.folder_id
         if self.type is not None:
             out["type"] = self.type
@@ -79,8 +80,17 @@ class Event:
         out["attachments"] = self.attachments
         out["clientData"] = self.client_data
         out["trashed"] = self.trashed
-        out["modified"] = self.modified
+        out["modified"] = seconds(self.modified)
         return out
+
+
+def seconds(value: float | None) -> float | int | None:
+    """A time or duration as the API writes it: a whole number without a fraction (``1500``,
+    not ``1500.0``), as PostgreSQL renders it in ``events_render_json``: an event reads the
+    same whichever path wrote it."""
+    if value is not None and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
 
 
 def json_with(rendered: bytes, fields: dict[str, Any]) -> orjson.Fragment:
