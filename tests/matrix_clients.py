@@ -10,6 +10,7 @@ restarted, reconnect by itself, call and be notified again. Each step is handed 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import threading
 import urllib.request
@@ -224,11 +225,15 @@ async def run_python_sync(
 
 
 def node_ready() -> str | None:
-    """Why the node client cannot run here, or None."""
+    """Why the node client cannot run here, or None. In CI (``CI`` set) the npm packages
+    must be there (.ci/run installs them): their absence fails instead of skipping."""
     if shutil.which("node") is None:
         return "node is not installed"
     if not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
-        return "socket.io-client is missing: run scripts/install-js-test-deps"
+        why = "socket.io-client is missing: run scripts/install-js-test-deps"
+        if os.environ.get("CI"):
+            raise AssertionError(why)
+        return why
     return None
 
 

@@ -185,3 +185,19 @@ def test_the_runnable_blocks_of_the_page_run_as_printed(
             f"{block.page}:{block.line}: the output differs from the page\n"
             f"--- the page shows\n{expected}\n--- it printed\n{actual}\n--- stderr\n{done.stderr}"
         )
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_every_relative_link_of_the_docs_resolves_inside_the_repository() -> None:
+    """A clone has nothing outside the repository (no ``../shared/API.md``)."""
+    for page in PAGES:
+        text = page.read_text()
+        assert "shared/API.md" not in text, page
+        for target in LINK.findall(text):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#", 1)[0]).resolve()
+            assert path.is_relative_to(ROOT), (page.name, target)
+            assert path.exists(), (page.name, target)

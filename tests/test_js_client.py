@@ -11,17 +11,16 @@ import orjson
 import pytest
 
 from tests.conftest import Api
+from tests.matrix_clients import node_ready
 
 JS_DIR = Path(__file__).parent / "js"
 
 
 def node_client() -> list[str]:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: the JavaScript client test needs it")
-    if not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
-        pytest.fail("socket.io-client is missing: run scripts/install-js-test-deps")
-    return [node, str(JS_DIR / "client.mjs")]
+    why = node_ready()
+    if why is not None:
+        pytest.skip(f"{why} (the JavaScript client test needs it)")
+    return [shutil.which("node") or "node", str(JS_DIR / "client.mjs")]
 
 
 async def run_node(*args: str) -> list[dict[str, Any]]:
