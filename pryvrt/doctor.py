@@ -8,6 +8,7 @@ embedded database that does not exist yet is reported, not initialised.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 import time
 import urllib.error
@@ -71,6 +72,13 @@ async def check_database(settings: Settings) -> Check:
         if settings.database_url:
             dsn = settings.database_url
         else:
+            if importlib.util.find_spec("pgserver") is None:
+                check.reached = (
+                    "the embedded PostgreSQL needs the pgserver package, not installed"
+                    " (no wheel for this Python): set DATABASE_URL"
+                )
+                check.ok = False
+                return check
             if not holds_database(settings.data_dir):
                 check.reached = "no database yet (`pryvrt serve` creates it there)"
                 return check

@@ -21,13 +21,16 @@ import re
 import shlex
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.processes import Worker, running, worker_env
+from tests.conftest import free_port
+from tests.processes import worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -114,13 +117,43 @@ class Server:
     env: dict[str, str]
 
 
+# The interpreter that runs the server and the CLI of the pages (default: this one). E.g.
+# PRYVRT_DOCS_PYTHON=/path/to/py3.12/venv/bin/python runs the README with Python 3.12.
+DOCS_PYTHON = os.environ.get("PRYVRT_DOCS_PYTHON") or sys.executable
+
+
 @pytest.fixture(scope="module")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("docs-data")
     env = worker_env(database_url, None, data_dir)
-    worker = Worker(env, data_dir)
-    with running(worker):
-        yield Server(worker.url, env)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = data_dir / "server.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [DOCS_PYTHON, "-m", "pryvrt", "serve", "--host=127.0.0.1", f"--port={port}"],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not healthy(url):
+            assert process.poll() is None, log_path.read_text()[-2000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-2000:]
+            time.sleep(0.1)
+        yield Server(url, env)
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 def shell_for(blocks: list[Block], url: str) -> str:
@@ -139,7 +172,7 @@ def scratch(tmp_path: Path) -> Path:
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     wrapper = bin_dir / "pryvrt"
-    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m pryvrt \"$@\"\n")
+    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(DOCS_PYTHON)} -m pryvrt \"$@\"\n")
     wrapper.chmod(0o755)
     return bin_dir
 
@@ -157,7 +190,6 @@ def test_the_runnable_blocks_of_the_page_run_as_printed(
     env = {
         **server.env,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),
     }
     done = subprocess.run(
         ["bash", "-c", shell_for(blocks, server.url)],
