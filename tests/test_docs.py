@@ -172,7 +172,7 @@ def scratch(tmp_path: Path) -> Path:
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     wrapper = bin_dir / "pryvrt"
-    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(DOCS_PYTHON)} -m pryvrt \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(DOCS_PYTHON)} -m pryvrt "$@"\n')
     wrapper.chmod(0o755)
     return bin_dir
 
