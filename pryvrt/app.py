@@ -46,6 +46,10 @@ SOCKETIO_KEY = web.AppKey("socketio", SocketTransport)
 
 def make_bus(settings: Settings) -> Bus:
     """Redis pub/sub when REDIS_URL is set (several workers), else in-process delivery."""
+    if settings.redis_url and settings.redis_cluster:
+        from pryvrt.notify.cluster_bus import ClusterBus
+
+        return ClusterBus(settings.redis_url)
     if settings.redis_url:
         from pryvrt.notify.redis_bus import RedisBus
 

@@ -79,6 +79,9 @@ class Settings:
     data_dir: Path = Path("var")
     database_url: str | None = None
     redis_url: str | None = None
+    # REDIS_URL names one node of a Redis Cluster (PRYVRT_REDIS_CLUSTER): notifications then
+    # use sharded pub/sub (redis-py has no cluster URL scheme: the client class decides).
+    redis_cluster: bool = False
     domain: str | None = None
     registration: str = "open"
     admin_key: str | None = None
@@ -161,6 +164,7 @@ class Settings:
             data_dir=Path(env.get("PRYVRT_DATA_DIR", "var") or "var"),
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
+            redis_cluster=_tristate(env, "PRYVRT_REDIS_CLUSTER") or False,
             domain=(env.get("PRYVRT_DOMAIN") or "").lower().strip(".") or None,
             registration=registration,
             admin_key=admin_key,
@@ -227,4 +231,6 @@ class Settings:
                 f"{settings.workers} workers need REDIS_URL: without Redis, notifications"
                 " would not reach sockets held by another worker"
             )
+        if settings.redis_cluster and not settings.redis_url:
+            raise ConfigError("PRYVRT_REDIS_CLUSTER needs REDIS_URL (any node of the cluster)")
         return settings

@@ -52,6 +52,9 @@ def user_channel(user_id: str) -> str:
 class RedisBus:
     """The bus across workers (see the module docstring for its guarantees)."""
 
+    # The publishing command (``ClusterBus`` uses sharded pub/sub's SPUBLISH).
+    PUBLISH = "publish"
+
     def __init__(
         self,
         url: str,
@@ -65,7 +68,7 @@ class RedisBus:
         self._timeout = timeout
         self._ping_interval = ping_interval
         self._max_backoff = max_backoff
-        self._client: redis.Redis | None = None  # publishing
+        self._client: Any = None  # publishing: redis.Redis (RedisCluster for ClusterBus)
         self._sub_client: redis.Redis | None = None  # the pub/sub connection
         self._listener: Listener | None = None
         self._invalidate: InvalidationHandler | None = None
@@ -164,11 +167,11 @@ class RedisBus:
         try:
             async with asyncio.timeout(self._timeout):
                 if len(batch) == 1:
-                    await self._client.publish(*batch[0])
+                    await getattr(self._client, self.PUBLISH)(*batch[0])
                 else:
                     async with self._client.pipeline(transaction=False) as pipe:
                         for channel, payload in batch:
-                            pipe.publish(channel, payload)
+                            getattr(pipe, self.PUBLISH)(channel, payload)
                         await pipe.execute()
         except REDIS_ERRORS as exc:
             self._publish_backoff = min(max(self._publish_backoff * 2, 0.1), self._max_backoff)
