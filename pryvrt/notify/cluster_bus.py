@@ -9,8 +9,10 @@ invalidations, one small message per credential or channel change) lives on one 
 
 How it uses redis-py (>= 8.0, the release whose asyncio client handles ``smessage``):
 
-- ``RedisCluster`` publishes (it routes ``SPUBLISH`` by slot, pipelines per node, and
-  refreshes its slot map after a failover) and tells which master owns a channel.
+- ``RedisCluster`` holds the slot map (which master owns a channel), refreshed after a
+  failover or a resharding.
+- Publishing sends one pipeline of ``SPUBLISH`` per master, concurrently, over a plain
+  client of that master (see "publishing" below for why not a ``RedisCluster`` pipeline).
 - Subscriptions go through one plain ``PubSub`` connection per master, each read by its own
   task. redis-py's ``ClusterPubSub`` was not used: ``get_sharded_message`` polls the nodes
   one after another with the timeout applied to each (a message on one shard waits while
@@ -22,8 +24,9 @@ channel's slot away (it then sends ``sunsubscribe``), the channels held there ar
 reconciler task refreshes the slot map and subscribes them again where they now live,
 retrying with backoff while the failover lasts, then sends ``RESYNC`` to the listener for
 each of these users (their sockets recheck credentials and refetch) and, for the control
-channel, invalidates every cache. Notifications published during the failover window are
-dropped (the publisher logs how many), never the writes: publishing only queues.
+channel, invalidates every cache. Notifications for a failed master are retried for
+``retry_for`` seconds (then dropped and counted in the log); the other masters' traffic
+goes on meanwhile. Writes never wait for any of it: publishing only queues.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from typing import Any
 
 import redis.asyncio as redis
@@ -75,8 +79,15 @@ class ClusterBus(RedisBus):
 
     PUBLISH = "spublish"
 
-    def __init__(self, url: str, **kwargs: Any) -> None:
+    def __init__(self, url: str, *, retry_for: float = 10.0, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
+        # How long a notification whose master failed is retried (a failover takes about
+        # cluster-node-timeout plus an election); then it is dropped.
+        self._retry_for = retry_for
+        self._retry: list[tuple[str, bytes, float]] = []  # (channel, payload, give up at)
+        self._publishers: dict[str, redis.Redis] = {}  # node name -> publishing client
+        self._topology_stale = False
+        self._topology_lock = asyncio.Lock()
         self._shards: dict[str, _Shard] = {}  # node name ("host:port") -> its connection
         self._home: dict[str, _Shard] = {}  # subscribed channel -> where
         self._dirty = asyncio.Event()  # some wanted channel is not subscribed anywhere
@@ -104,6 +115,125 @@ class ClusterBus(RedisBus):
         await super().close()
         for shard in shards:
             await shard.close()
+        for client in self._publishers.values():
+            with contextlib.suppress(*CLUSTER_ERRORS):
+                await client.aclose()
+        self._publishers.clear()
+        if self._retry:
+            self._drop(len(self._retry))
+            self._retry = []
+
+    async def _refresh_topology(self) -> None:
+        """Read the slot map again (a failover or a resharding changed it)."""
+        assert self._client is not None
+        async with self._topology_lock, asyncio.timeout(self._timeout * 2):
+            await self._client.nodes_manager.initialize()
+
+    def _node_client(self, node: ClusterNode, **extra: Any) -> redis.Redis:
+        """A plain client of one node, with the credentials and TLS of REDIS_URL."""
+        options: dict[str, Any] = dict(parse_url(self._url))
+        options.update(
+            host=node.host,
+            port=node.port,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            # None: redis-py would reconnect (and re-subscribe) silently; the bus decides.
+            retry=Retry(NoBackoff(), 0),
+            client_name=f"pryvrt-bus-{os.getpid()}",
+            **extra,
+        )
+        return redis.Redis(connection_pool=redis.ConnectionPool(**options))
+
+    # -- publishing -------------------------------------------------------------------------
+    #
+    # One pipeline per master, concurrently: a master that fails holds up and loses nothing
+    # of the others (one RedisCluster pipeline fails whole when one of its nodes fails, and
+    # its subscribers elsewhere, whose connections are fine, would never learn of the loss).
+    # What a failed master did not take is retried, in order, after reading the slot map
+    # again, for ``retry_for`` seconds: a failover's notifications arrive late, not never.
+    # A retried pipeline may have been half taken: a few notifications may come twice (they
+    # are hints to refetch, so a duplicate costs one read).
+
+    async def _publish_forever(self) -> None:
+        pause = 0.0
+        while True:
+            batch: list[tuple[str, bytes]] = []
+            if self._retry:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        batch.append(await self._queue.get())
+            else:
+                batch.append(await self._queue.get())
+            while not self._queue.empty() and len(batch) < 512:
+                batch.append(self._queue.get_nowait())
+            try:
+                failed = await self._send_cluster(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            pause = min(max(pause * 2, 0.05), self._max_backoff) if failed else 0.0
+
+    async def _send_cluster(self, batch: list[tuple[str, bytes]]) -> bool:
+        """Publish the retried then the new notifications; whether some master failed."""
+        now = time.monotonic()
+        items = self._retry + [(channel, data, now + self._retry_for) for channel, data in batch]
+        self._retry = []
+        groups: dict[str, tuple[ClusterNode, list[tuple[str, bytes, float]]]] = {}
+        failed: list[tuple[str, bytes, float]] = []
+        error: BaseException | None = None
+        try:
+            assert self._client is not None
+            if self._topology_stale:
+                await self._refresh_topology()
+                self._topology_stale = False
+            else:
+                async with asyncio.timeout(self._timeout * 2):
+                    await self._client.initialize()  # a no-op once the slot map is known
+            for item in items:
+                node = self._client.get_node_from_key(item[0])
+                groups.setdefault(node.name, (node, []))[1].append(item)
+        except CLUSTER_ERRORS as exc:
+            failed, error = items, exc
+        else:
+            results = await asyncio.gather(
+                *(self._publish_to(node, its) for node, its in groups.values()),
+                return_exceptions=True,
+            )
+            for (_node, its), result in zip(groups.values(), results, strict=True):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, CLUSTER_ERRORS):
+                        raise result
+                    failed.extend(its)
+                    error = result
+        if not failed:
+            if self._dropped:
+                log.warning("redis publish works again (%d notifications lost)", self._dropped)
+                self._dropped = 0
+            return False
+        self._topology_stale = True
+        self._retry = [item for item in failed if item[2] > now][-self._queue.maxsize :]
+        given_up = len(failed) - len(self._retry)
+        if given_up:
+            if self._dropped == 0:
+                log.warning("redis publish failed, dropping notifications: %r", error)
+            self._drop(given_up)
+        return True
+
+    async def _publish_to(self, node: ClusterNode, items: list[tuple[str, bytes, float]]) -> None:
+        client = self._publishers.get(node.name)
+        if client is None:
+            client = self._publishers[node.name] = self._node_client(node)
+        try:
+            async with asyncio.timeout(self._timeout), client.pipeline(transaction=False) as pipe:
+                for channel, payload, _ in items:
+                    pipe.spublish(channel, payload)
+                await pipe.execute()
+        except BaseException:
+            # A fresh connection next time (this one may be half-used or dead).
+            self._publishers.pop(node.name, None)
+            with contextlib.suppress(*CLUSTER_ERRORS):
+                await client.aclose()
+            raise
 
     def invalidations_live(self) -> bool:
         return CONTROL_CHANNEL in self._home
@@ -162,18 +292,7 @@ class ClusterBus(RedisBus):
         self._home[channel] = shard
 
     def _open_shard(self, node: ClusterNode) -> _Shard:
-        options: dict[str, Any] = dict(parse_url(self._url))  # credentials, TLS: as REDIS_URL
-        options.update(
-            host=node.host,
-            port=node.port,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            # None: redis-py would reconnect and re-subscribe silently; the bus must know.
-            retry=Retry(NoBackoff(), 0),
-            client_name=f"pryvrt-bus-{os.getpid()}",
-        )
-        client = redis.Redis(connection_pool=redis.ConnectionPool(**options))
-        shard = _Shard(node.name, client)
+        shard = _Shard(node.name, self._node_client(node))
         self._shards[node.name] = shard
         shard.task = asyncio.create_task(self._read_shard(shard), name=f"redis-shard-{node.name}")
         return shard
@@ -258,10 +377,7 @@ class ClusterBus(RedisBus):
             if not missing:
                 return placed, None
             try:
-                assert self._client is not None
-                # A failover or a resharding changed the slot map: read it again.
-                async with asyncio.timeout(self._timeout * 2):
-                    await self._client.nodes_manager.initialize()
+                await self._refresh_topology()
                 for channel in sorted(missing, key=lambda c: c != CONTROL_CHANNEL):
                     await self._place(channel)
                     placed.append(channel)
