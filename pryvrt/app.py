@@ -102,6 +102,7 @@ async def open_storage(
             size=pool_size or settings.db_pool_size,
             query_timeout=settings.db_timeout,
             bulk_rows=settings.max_batch_events,
+            transaction_pooler=settings.db_transaction_pooler,
         )
         try:
             await apply_schema(pool)

@@ -119,6 +119,9 @@ class Settings:
     token_max_failures_per_ip: int = 100
     token_block_seconds: float = 60.0
     db_pool_size: int = 10
+    # DATABASE_URL is a pooler in transaction mode (PgBouncer): no named prepared statements
+    # nor startup parameters (see pryvrt.storage.pool and docs/scaling.md).
+    db_transaction_pooler: bool = False
     db_timeout: float = 10.0
     password_hash_fast: bool = False
     # Seconds between two sweeps closing the sockets of expired sessions (a socket's calls
@@ -202,6 +205,7 @@ class Settings:
             ),
             token_block_seconds=_float(env, "PRYVRT_TOKEN_BLOCK_SECONDS", cls.token_block_seconds),
             db_pool_size=_int(env, "PRYVRT_DB_POOL_SIZE", cls.db_pool_size, 1),
+            db_transaction_pooler=_tristate(env, "PRYVRT_DB_TRANSACTION_POOLER") or False,
             db_timeout=_float(env, "PRYVRT_DB_TIMEOUT", cls.db_timeout),
             cache_seconds=_float(env, "PRYVRT_CACHE_SECONDS", cls.cache_seconds, allow_zero=True),
             workers=_int(env, "WEB_CONCURRENCY", cls.workers, 1),

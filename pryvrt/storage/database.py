@@ -195,12 +195,18 @@ def bulk_timeout(query_timeout: float, rows: int) -> float:
 
 
 async def create_pool(
-    dsn: str, *, size: int = 10, query_timeout: float = 10.0, bulk_rows: int = 100_000
+    dsn: str,
+    *,
+    size: int = 10,
+    query_timeout: float = 10.0,
+    bulk_rows: int = 100_000,
+    transaction_pooler: bool = False,
 ) -> Pool:
     """Connections whose jsonb columns map to Python objects through orjson. Every wait is
     bounded by ``query_timeout``: connecting, waiting for a free connection, and each
     statement, which PostgreSQL itself cancels past it (``statement_timeout``). Bulk
-    connections (``Pool.acquire_bulk``) allow statements of up to ``bulk_rows`` rows."""
+    connections (``Pool.acquire_bulk``) allow statements of up to ``bulk_rows`` rows.
+    ``transaction_pooler``: ``dsn`` is PgBouncer in transaction mode (see ``Pool``)."""
     pool = Pool(
         dsn,
         size=size,
@@ -208,10 +214,27 @@ async def create_pool(
         init=_init_connection,
         server_settings=SERVER_SETTINGS,
         bulk_timeout=bulk_timeout(query_timeout, bulk_rows),
+        transaction_pooler=transaction_pooler,
     )
-    async with pool.acquire():  # fail now, not at the first request, if unreachable
-        pass
+    async with pool.acquire() as conn:  # fail now, not at the first request, if unreachable
+        if transaction_pooler:
+            await _check_pooled_settings(conn)
     return pool
+
+
+async def _check_pooled_settings(conn: asyncpg.Connection) -> None:
+    """Behind a transaction pooler the connection settings cannot be sent: say so if the
+    database or role does not carry them (docs/scaling.md shows the ALTER DATABASE)."""
+    for name, wanted in (*SERVER_SETTINGS.items(), ("statement_timeout", None)):
+        value = await conn.fetchval("SELECT current_setting($1)", name)
+        if (wanted is not None and value != wanted) or (wanted is None and value == "0"):
+            log.warning(
+                "PostgreSQL setting %s is %r behind the transaction pooler: set it on the"
+                " database (ALTER DATABASE ... SET %s = ...), see docs/scaling.md",
+                name,
+                value,
+                name,
+            )
 
 
 async def apply_schema(pool: Pool) -> None:
@@ -235,6 +258,11 @@ async def transaction(pool: Pool, *, bulk: bool = False) -> AsyncIterator[asyncp
     """A connection inside a transaction: committed on exit, rolled back on any error.
     ``bulk``: a bulk connection (statements of up to the pool's bulk rows; few at a time)."""
     async with pool.acquire_bulk() if bulk else pool.acquire() as conn, conn.transaction():
+        if bulk and pool.transaction_pooler:
+            # the bulk statement timeout could not be a connection setting: this transaction's
+            await conn.execute(
+                "SELECT set_config('statement_timeout', $1, true)", pool.bulk_statement_timeout
+            )
         yield conn
 
 

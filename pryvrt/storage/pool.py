@@ -84,8 +84,15 @@ class Pool:
         server_settings: dict[str, str] | None = None,
         bulk_timeout: float | None = None,
         bulk_size: int = 2,
+        transaction_pooler: bool = False,
     ) -> None:
         self._dsn = dsn
+        # ``dsn`` is a pooler in transaction mode (PgBouncer ``pool_mode = transaction``):
+        # each transaction may run on another server connection, so no named prepared
+        # statements (asyncpg's cache would name statements another connection never saw)
+        # and no startup parameters (PgBouncer refuses them); ``statement_timeout`` and
+        # ``plan_cache_mode`` then come from the database's or role's own settings.
+        self.transaction_pooler = transaction_pooler
         self._server_settings = dict(server_settings or {})
         self._size = size
         self._timeout = timeout
@@ -104,6 +111,11 @@ class Pool:
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def bulk_statement_timeout(self) -> str:
+        """``statement_timeout`` of a bulk connection's statements (PostgreSQL's syntax)."""
+        return f"{max(1, round(self._bulk_timeout * SERVER_SHARE * 1000))}ms"
 
     @property
     def open_connections(self) -> int:
@@ -159,11 +171,13 @@ class Pool:
         """A new connection whose statements take at most ``command_timeout`` seconds
         (PostgreSQL cancels them a little before: ``SERVER_SHARE``)."""
         statement_ms = max(1, round(command_timeout * SERVER_SHARE * 1000))
+        settings = {**self._server_settings, "statement_timeout": f"{statement_ms}ms"}
         conn = await asyncpg.connect(
             self._dsn,
             timeout=self._timeout,
             command_timeout=command_timeout,
-            server_settings={**self._server_settings, "statement_timeout": f"{statement_ms}ms"},
+            server_settings=None if self.transaction_pooler else settings,
+            statement_cache_size=0 if self.transaction_pooler else 100,
         )
         try:
             if self._init is not None:
