@@ -709,6 +709,86 @@ def scenario_fanout(bench: Bench, sockets: int, workers: int) -> None:
         server.stop()
 
 
+def scenario_cluster_fanout(bench: Bench) -> None:
+    """Notifications through a Redis Cluster (3 masters of Debian's redis-server 7, sharded
+    pub/sub): ``users`` users, each with sockets on 2 workers, written to in turn."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.redis_cluster import RedisClusterNodes, unavailable
+
+    if (why := unavailable()) is not None:
+        bench.add(Row("fan-out via Redis Cluster", note=f"skipped: {why}"))
+        return
+    users, per_user = (6, 50) if bench.quick else (12, 100)
+    rounds = 20 if bench.quick else 50
+    nodes = RedisClusterNodes(masters=3, replicas=0)
+    nodes.start()
+    server = None
+    try:
+        server = start_pryvrt(bench.database_url, 2, nodes.url, {"PRYVRT_REDIS_CLUSTER": "1"})
+
+        async def setup(c: Client) -> list[tuple[str, str, str]]:
+            out = []
+            for _ in range(users):
+                c.auth = ""
+                c.username = f"cluster{os.urandom(4).hex()}"
+                await c.call("POST", "/users", {"username": c.username, "password": "bench-pass"})
+                login = await c.call(
+                    "POST",
+                    f"/{c.username}/login",
+                    {"userName": c.username, "password": "bench-pass"},
+                )
+                c.auth = login["sessionID"]
+                out.append((c.username, c.auth, await c.channel("fanout")))
+            return out
+
+        plan = asyncio.run(with_client(server, setup))
+        clients = [SocketClients("listen", server, u, a, [per_user]) for u, a, _ in plan]
+        server.reset_peak()
+
+        async def write_all(c: Client) -> list[list[float]]:
+            done: list[list[float]] = [[] for _ in plan]
+            for _ in range(rounds):
+                for index, (username, auth, channel) in enumerate(plan):
+                    await c.call(
+                        "POST",
+                        f"/{username}/{channel}/events",
+                        {"value": {"type": "count:n", "value": 1}},
+                        auth=auth,
+                    )
+                    done[index].append(time.monotonic())
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            return done
+
+        started = time.monotonic()
+        write_times = asyncio.run(with_client(server, write_all))
+        elapsed = time.monotonic() - started - 1.0
+        samples, missed = [], 0
+        for index, group in enumerate(clients):
+            for result in group.finish():
+                for received in result["received"]:
+                    missed += max(0, rounds - len(received))
+                    for sent, got in zip(write_times[index], received, strict=False):
+                        samples.append(max(0.0, got - sent) * 1000)
+        p50, p99 = latencies(samples) if samples else (None, None)
+        bench.add(
+            Row(
+                f"fan-out via Redis Cluster: {users} users x {per_user} sockets, 2 workers",
+                len(samples) / max(1e-9, elapsed),
+                "deliv/s",
+                p50,
+                p99,
+                server.peak_rss / MIB,
+                note=f"{missed} missed of {rounds * users * per_user};"
+                " sharded pub/sub over 3 masters",
+            )
+        )
+    finally:
+        if server is not None:
+            server.stop()
+        nodes.stop()
+
+
 def scenario_idle(bench: Bench) -> None:
     server = start_pryvrt(bench.database_url)
     count = 2000 if bench.quick else 10_000
@@ -805,6 +885,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "fanout": lambda b: (scenario_fanout(b, 100, 1), scenario_fanout(b, 1000, 2)),  # type: ignore[func-returns-value]
     "idle": scenario_idle,
     "soak": scenario_soak,
+    "cluster": scenario_cluster_fanout,
 }
 
 

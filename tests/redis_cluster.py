@@ -1,19 +1,37 @@
 """A real Redis Cluster on loopback for tests and benchmarks: 3 masters and 3 replicas of
-Debian's ``redis-server`` (7.x: sharded pub/sub), made with ``redis-cli --cluster create``."""
+Debian's ``redis-server`` (7.x: sharded pub/sub), made with ``redis-cli --cluster create``.
+No import from the test suite: scripts/bench uses it too."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import free_port, wait_for_port
-
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def unavailable() -> str | None:

@@ -160,7 +160,12 @@ class Server:
         self.log.close()
 
 
-def start_pryvrt(database_url: str, workers: int = 1, redis_url: str | None = None) -> Server:
+def start_pryvrt(
+    database_url: str,
+    workers: int = 1,
+    redis_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
     port = free_port()
     env = {
         "DATABASE_URL": database_url,
@@ -173,6 +178,7 @@ def start_pryvrt(database_url: str, workers: int = 1, redis_url: str | None = No
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
+    env.update(extra_env or {})
     argv = [sys.executable, "-m", "pryvrt", "serve", "--port", str(port)]
     if workers > 1:
         argv += ["--workers", str(workers)]
