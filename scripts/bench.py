@@ -721,9 +721,9 @@ def scenario_cluster_fanout(bench: Bench) -> None:
     users, per_user = (6, 50) if bench.quick else (12, 100)
     rounds = 20 if bench.quick else 50
     nodes = RedisClusterNodes(masters=3, replicas=0)
-    nodes.start()
     server = None
     try:
+        nodes.start()
         server = start_pryvrt(bench.database_url, 2, nodes.url, {"PRYVRT_REDIS_CLUSTER": "1"})
 
         async def setup(c: Client) -> list[tuple[str, str, str]]:
