@@ -64,10 +64,15 @@ class _Shard:
         self.task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        if self.task is not None and self.task is not asyncio.current_task():
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
+        task = self.task
+        if task is not None and task is not asyncio.current_task():
+            # Cancelled again until it ends: a cancellation that lands as redis-py's read
+            # timeout expires can be lost on Python 3.11 (see RedisBus.close).
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            if not task.cancelled():
+                task.exception()  # retrieved
         with contextlib.suppress(*CLUSTER_ERRORS):
             await self.pubsub.aclose()
         with contextlib.suppress(*CLUSTER_ERRORS):
