@@ -287,3 +287,52 @@ async def event_count(database_url: str, username: str) -> int:
         )
     finally:
         await conn.close()
+
+
+async def test_a_channel_whose_slot_moves_to_another_master_follows_it(
+    cluster: RedisClusterNodes,
+) -> None:
+    """Resharding: the master gives the slot away (CLUSTER SETSLOT), tells its subscribers
+    (``sunsubscribe``); the bus subscribes where the slot now lives and resyncs the user, and
+    the publisher, answered MOVED, sends again there: nothing published is lost."""
+    from pryvrt.notify.cluster_bus import ClusterBus
+    from pryvrt.notify.messages import RESYNC, Change
+
+    heard: asyncio.Queue[tuple[str, list[Change]]] = asyncio.Queue()
+
+    async def listener(user_id: str, changes: Any) -> None:
+        heard.put_nowait((user_id, list(changes)))
+
+    publisher, subscriber = ClusterBus(cluster.url), ClusterBus(cluster.url)
+    for bus in (publisher, subscriber):
+        bus.set_listener(listener)
+        await bus.start()
+    try:
+        await subscriber.subscribe("mover")
+        channel = user_channel("mover")
+        source = cluster.owner(channel)
+        assert channel in subscriber.subscribed_channels()[f"127.0.0.1:{source}"]
+        await publisher.publish("mover", [Change("eventsChanged", "before")])
+        assert await asyncio.wait_for(heard.get(), 5) == (
+            "mover",
+            [Change("eventsChanged", "before")],
+        )
+        slot = cluster.cli(source, "cluster", "keyslot", channel).strip()
+        target = next(port for port in cluster.masters() if port != source)
+        ids = {port: cluster.cli(port, "cluster", "myid").strip() for port in (source, target)}
+        for port, args in (
+            (target, ("importing", ids[source])),
+            (source, ("migrating", ids[target])),
+            (target, ("node", ids[target])),
+            (source, ("node", ids[target])),
+        ):
+            assert cluster.cli(port, "cluster", "setslot", slot, *args).strip() == "OK"
+        await publisher.publish("mover", [Change("eventsChanged", "after")])
+        got = [await asyncio.wait_for(heard.get(), 10) for _ in range(2)]
+        assert ("mover", [Change(RESYNC)]) in got  # its sockets refetch: it may have missed some
+        assert ("mover", [Change("eventsChanged", "after")]) in got  # and nothing was lost
+        assert channel in subscriber.subscribed_channels()[f"127.0.0.1:{target}"]
+        assert shard_subscribers(cluster, channel) == 1
+    finally:
+        for bus in (publisher, subscriber):
+            await bus.close()
