@@ -252,3 +252,29 @@ DO $$ BEGIN
         COMMENT ON FUNCTION json_compact(jsonb) IS 'events rendered compact';
     END IF;
 END $$;
+
+-- Version 8: high-frequency series (API.md §15, docs/series.md). A row holds a chunk of
+-- up to 4096 points of one series event, sorted by deltaTime, compressed column by column
+-- (pryvrt/storage/series_codec.py), with its deltaTime range in the key: chunks of a
+-- series never overlap, so a range read is one index range. ``blocks``: per 128 points,
+-- the first and last deltaTime, the count and per field count/min/max/sum (decimated
+-- views read these instead of the points). Both values are compressed or incompressible
+-- already: EXTERNAL spares PostgreSQL a second compression attempt.
+CREATE TABLE IF NOT EXISTS series_chunks (
+    user_id    text NOT NULL,
+    channel_id text NOT NULL,
+    event_id   text NOT NULL,
+    t_min      double precision NOT NULL,
+    t_max      double precision NOT NULL,
+    n          integer NOT NULL CHECK (n > 0),
+    data       bytea NOT NULL,
+    blocks     bytea NOT NULL,
+    PRIMARY KEY (user_id, channel_id, event_id, t_min),
+    FOREIGN KEY (user_id, channel_id, event_id)
+        REFERENCES events (user_id, channel_id, id) ON DELETE CASCADE
+);
+ALTER TABLE series_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+ALTER TABLE series_chunks ALTER COLUMN blocks SET STORAGE EXTERNAL;
+
+INSERT INTO schema_version (singleton, version) VALUES (true, 8)
+    ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 8);

@@ -129,6 +129,7 @@ async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
     bus = app[SERVICES_KEY].bus
     await bus.start()
     yield
+    await app[SERVICES_KEY].coalescer.close()
     await bus.close()
 
 

@@ -91,6 +91,8 @@ class Settings:
     max_batch_calls: int = 1000
     max_batch_events: int = 100_000
     max_events_limit: int = 10_000
+    # Points one request may add (events.addSeriesPoints, series.batch all together).
+    max_series_points: int = 1_000_000
     # Seconds a request body may take to arrive (JSON: whole body; uploads: between reads).
     body_timeout: float = 30.0
     # Sockets one credential may hold open on one worker.
@@ -177,6 +179,7 @@ class Settings:
             max_batch_calls=_int(env, "PRYVRT_MAX_BATCH_CALLS", cls.max_batch_calls, 1),
             max_batch_events=_int(env, "PRYVRT_MAX_BATCH_EVENTS", cls.max_batch_events, 1),
             max_events_limit=_int(env, "PRYVRT_MAX_EVENTS_LIMIT", cls.max_events_limit, 1),
+            max_series_points=_int(env, "PRYVRT_MAX_SERIES_POINTS", cls.max_series_points, 1),
             body_timeout=_float(env, "PRYVRT_BODY_TIMEOUT", cls.body_timeout),
             max_sockets_per_credential=_int(
                 env, "PRYVRT_MAX_SOCKETS_PER_CREDENTIAL", cls.max_sockets_per_credential, 1

@@ -8,6 +8,7 @@ from pryvrt.methods import (  # noqa: F401
     events,
     events_batch,
     folders,
+    series,
     tokens,
 )
 from pryvrt.methods.registry import REGISTRY, Auth, Method, call, method

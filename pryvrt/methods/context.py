@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pryvrt.auth.cache import AccessCache
 from pryvrt.notify import Change
+from pryvrt.notify.coalesce import Coalescer
 from pryvrt.notify.messages import ACCESS_REVOKED
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class Services:
     secret_key: bytes = b""
     # user id -> uploads being received or stored by this worker (pryvrt.methods.uploads).
     uploads_in_progress: dict[str, int] = field(default_factory=dict)
+    # seriesChanged throttled per series (pryvrt.notify.coalesce).
+    coalescer: Coalescer = field(default_factory=Coalescer)
     _storage: Storage | None = None
 
     @property

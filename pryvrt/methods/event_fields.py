@@ -24,6 +24,7 @@ from pryvrt.methods.params import (
     merge_client_data,
     raw_max_length,
 )
+from pryvrt.methods.series_types import content_for, is_series
 from pryvrt.storage.events import Event
 
 TypeName = Annotated[
@@ -102,6 +103,16 @@ def new_event(
     now: float,
 ) -> Event:
     kind, content = fields.typed_content()
+    if is_series(kind):
+        # API.md §15: the server sets the content, and the duration follows the points.
+        assert kind is not None
+        if is_period:
+            raise errors.InvalidOperation(
+                "the duration of a series event follows its points: leave duration out",
+                {"type": kind},
+            )
+        content = content_for(kind, content)
+        is_period, duration = True, 0.0
     return Event(
         id=event_id,
         channel_id=channel_id,

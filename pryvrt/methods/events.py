@@ -51,6 +51,7 @@ from pryvrt.methods.scope import (
     at_folder,
     at_folders,
 )
+from pryvrt.methods.series_types import is_series, refuse_series_change
 from pryvrt.notify.messages import EVENTS_CHANGED
 from pryvrt.storage.base import Conflict
 from pryvrt.storage.events import ChannelUnavailable, Event, EventQuery
@@ -347,6 +348,9 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
     assert conn is not None and current is not None
     now = time.time()
     event = updated_event(current, p, now)
+    refuse_series_change(
+        current.type, current.content, event.type, event.content, "duration" in p.model_fields_set
+    )
     moved_to = event.folder_id
     if moved_to != current.folder_id and moved_to is not None:
         if scope.tree.trashed_in_path(moved_to):
@@ -358,7 +362,7 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
         event.duration,
         event.trashed,
     ) != (current.time, current.is_period, current.duration, current.trashed)
-    if event.is_period and not event.trashed and span_changed:
+    if event.is_period and not event.trashed and span_changed and not is_series(event.type):
         end = None if event.duration is None else event.time + event.duration
         stopped = await place_period(ctx, conn, channel, event.id, event.time, end, now)
     await ctx.storage.events.save(conn, ctx.user_id, event)

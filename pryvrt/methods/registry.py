@@ -281,10 +281,13 @@ async def call(ctx: CallContext, method_id: str, raw: Any, *, publish: bool = Tr
         # This worker at once (later calls of a batch included); others through the bus.
         ctx.services.cache.invalidate(ctx.user.id)
     if publish and ctx.changes and ctx.user is not None:
-        await ctx.services.bus.publish(ctx.user.id, sorted(ctx.changes, key=_change_order))
+        bus = ctx.services.bus
+        changes = ctx.services.coalescer.hold(ctx.user.id, ctx.changes, bus.publish)
+        if changes:
+            await bus.publish(ctx.user.id, sorted(changes, key=_change_order))
         ctx.changes.clear()
     return result
 
 
-def _change_order(change: Any) -> tuple[str, str]:
-    return (change.kind, change.subject or "")
+def _change_order(change: Any) -> tuple[str, str, str]:
+    return (change.kind, change.subject or "", change.item or "")

@@ -6,7 +6,7 @@ what they answer (``transports/fanout.py`` writes the frames). The rules (API.md
 - ``channelsChanged`` (no payload) reaches, once per publish, the listeners that can see
   one of the changed channels (a change without a channel id reaches everyone);
 - ``foldersChanged`` / ``eventsChanged {channelId}`` reach the listeners that can see the
-  channel;
+  channel; so does ``seriesChanged {channelId, eventId}``;
 - ``accessRevoked`` (internal) names a credential: its listeners hear nothing more and are
   disconnected; the credential is compared in constant time and never sent;
 - ``resync`` (internal, from the bus: messages may have been lost) asks the transport to
@@ -27,6 +27,7 @@ from pryvrt.notify.messages import (
     EVENTS_CHANGED,
     FOLDERS_CHANGED,
     RESYNC,
+    SERIES_CHANGED,
     Change,
 )
 
@@ -86,6 +87,11 @@ def route(changes: Sequence[Change], listeners: Iterable[L]) -> Deliveries[L]:
             channel_id = change.subject
             hearing = tuple(x for x in present if x.access.can_see_channel(channel_id))
             out.sends.append(Send(change.kind, {"channelId": channel_id}, hearing))
+        elif change.kind == SERIES_CHANGED and change.subject:
+            channel_id = change.subject
+            hearing = tuple(x for x in present if x.access.can_see_channel(channel_id))
+            data = {"channelId": channel_id, "eventId": change.item}
+            out.sends.append(Send(SERIES_CHANGED, data, hearing))
         elif change.kind == RESYNC:
             out.resync = True
     out.sends = [s for s in out.sends if s.to]

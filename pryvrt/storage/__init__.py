@@ -20,6 +20,7 @@ from pryvrt.storage.events import EventsStore
 from pryvrt.storage.folders import FoldersStore
 from pryvrt.storage.periods import PeriodsStore
 from pryvrt.storage.pool import Pool
+from pryvrt.storage.series import SeriesStore
 from pryvrt.storage.sessions import SessionsStore
 from pryvrt.storage.tokens import TokensStore
 from pryvrt.storage.users import UsersStore
@@ -39,6 +40,7 @@ class Storage:
         self.folders = FoldersStore(pool)
         self.events = EventsStore(pool)
         self.periods = PeriodsStore(pool)
+        self.series = SeriesStore(pool)
 
     @asynccontextmanager
     async def transaction(self, rows: int = 1) -> AsyncIterator[asyncpg.Connection]:

@@ -12,7 +12,12 @@ from collections.abc import Sequence
 from pryvrt.storage.base import Executor, Store
 from pryvrt.storage.events import Event, event_from_row
 
-PERIODS = "user_id = $1 AND channel_id = $2 AND is_period AND NOT trashed"
+# Series events (API.md §15) have a duration (the span of their points) but, like marks,
+# never take part in the period rules.
+PERIODS = (
+    "user_id = $1 AND channel_id = $2 AND is_period AND NOT trashed"
+    " AND (type IS NULL OR NOT starts_with(type, 'series:'))"
+)
 ID_LIMIT = 100
 
 
