@@ -32,6 +32,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_tools.series import scenario_series
 from bench_tools.services import Server, postgres, redis_server, start_hello, start_pryvrt
 from bench_tools.wrk import run_wrk
 
@@ -886,6 +887,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "idle": scenario_idle,
     "soak": scenario_soak,
     "cluster": scenario_cluster_fanout,
+    "series": lambda b: scenario_series(b, Row, start_pryvrt, with_client, MIB),
 }
 
 

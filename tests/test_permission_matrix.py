@@ -142,6 +142,10 @@ MATRIX: dict[str, str] = {
     "events.deleteAttachment": CONTRIBUTE,
     "events.batch": CONTRIBUTE,
     "batch": CONTRIBUTE,
+    # Series (API.md §15): points of a series event in the position's folder.
+    "events.addSeriesPoints": CONTRIBUTE,
+    "events.getSeries": READ,
+    "series.batch": CONTRIBUTE,
 }
 
 CODES = {"Y": None, "F": (403, "FORBIDDEN"), "I": (401, "INVALID_TOKEN")}
@@ -514,6 +518,25 @@ SPECS: dict[str, Spec] = {
                 }
             ],
         )
+    ),
+}
+
+
+SERIES = {"type": "series:mass/kg"}
+POINTS = {"fields": ["deltaTime", "value"], "points": [[0.0, 1.0]]}
+SPECS |= {
+    "events.addSeriesPoints": lambda env, at, c: _then(
+        new_event(env, at, **SERIES),
+        lambda i: on_channel(at, "events.addSeriesPoints", id=i, **POINTS),
+    ),
+    "events.getSeries": lambda env, at, c: _then(
+        new_event(env, at, **SERIES), lambda i: on_channel(at, "events.getSeries", id=i)
+    ),
+    "series.batch": lambda env, at, c: _then(
+        new_event(env, at, **SERIES),
+        lambda i: on_user(
+            at, "series.batch", data=[{"channelId": at.channel, "eventId": i, "data": POINTS}]
+        ),
     ),
 }
 

@@ -4,6 +4,7 @@ trash and delete, permissions, notifications, bad input, and the three transport
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 from typing import Any
@@ -149,7 +150,7 @@ async def test_overlapping_appends_merge_and_a_resent_point_replaces_the_stored_
     assert {p[1] for p in points[5:]} == {1.0, 2.0}
     chunks = await stored_chunks(api, event_id)
     assert sum(n for _, _, n in chunks) == 10_000
-    assert all(a[1] < b[0] for a, b in zip(chunks, chunks[1:], strict=False))  # no overlap
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(chunks))  # no overlap
 
 
 async def test_small_appends_top_up_the_last_chunk(api: Api) -> None:

@@ -31,7 +31,7 @@ from pryvrt.methods.series_types import Layout, is_series, parse_points
 from pryvrt.notify import Change
 from pryvrt.notify.messages import SERIES_CHANGED
 from pryvrt.storage.events import Event
-from pryvrt.storage.series_codec import Points, bucketize, summarize
+from pryvrt.storage.series_codec import Points, bucketize, cpu, summarize
 
 # A range holding at most this many points is decimated from the points themselves
 # (exact bucket edges); a larger one from the stored block summaries (see getSeries).
@@ -130,7 +130,9 @@ async def add_points(ctx: CallContext, p: AddParams) -> dict[str, Any]:
     event = scope.event
     assert event is not None
     layout = writable(scope, event)
-    points = parse_points(layout, p.fields, p.points, ctx.settings.max_series_points)
+    count = len(p.points) if isinstance(p.points, list) else 0
+    limit = ctx.settings.max_series_points
+    points = await cpu(count, parse_points, layout, p.fields, p.points, limit)
     await append(ctx, scope, event, points)
     return {}
 
@@ -167,13 +169,13 @@ async def get_series(ctx: CallContext, p: GetParams) -> orjson.Fragment:
     hi = math.inf if p.toDeltaTime is None else p.toDeltaTime
     fields = list(layout.fields)
     if event.trashed or lo > hi:
-        return flat_json(fields, np.empty((0, layout.width)))
+        return await flat_json(fields, np.empty((0, layout.width)))
     store, key = ctx.storage.series, (ctx.user_id, event.channel_id, event.id)
     if p.maxPoints is None and p.resolution is None:
-        return flat_json(fields, await store.read(*key, layout.width, lo, hi))
+        return await flat_json(fields, await store.read(*key, layout.width, lo, hi))
     chunks = await store.chunks(*key, lo, hi)
     if not chunks:
-        return flat_json(fields, np.empty((0, layout.width)))
+        return await flat_json(fields, np.empty((0, layout.width)))
     start = lo if math.isfinite(lo) else chunks[0].t_min
     end = hi if math.isfinite(hi) else max(c.t_max for c in chunks)
     span = end - start
@@ -184,20 +186,20 @@ async def get_series(ctx: CallContext, p: GetParams) -> orjson.Fragment:
     if total <= EXACT_DECIMATION_POINTS:
         points = await store.read(*key, layout.width, lo, hi)
         if len(points) <= buckets:
-            return flat_json(fields, points)
-        blocks = summarize(points, 1)
+            return await flat_json(fields, points)
+        blocks = await cpu(len(points), summarize, points, 1)
     else:
         blocks = await store.summaries(*key, layout.width, lo, hi)
     stats = [f"{name}:{stat}" for name in fields[1:] for stat in STATS]
-    return flat_json(
-        ["deltaTime", "count", *stats], bucketize(blocks, start, step, buckets), resolution=step
-    )
+    view = await cpu(len(blocks), bucketize, blocks, start, step, buckets)
+    return await flat_json(["deltaTime", "count", *stats], view, resolution=step)
 
 
-def flat_json(fields: list[str], points: Points, **extra: Any) -> orjson.Fragment:
+async def flat_json(fields: list[str], points: Points, **extra: Any) -> orjson.Fragment:
     """flatJSON, encoded here (numpy rows straight to JSON; NaN → null)."""
     body = {"format": "flatJSON", "fields": fields, "points": points, **extra}
-    return orjson.Fragment(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+    encoded = await cpu(len(points), orjson.dumps, body, None, orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.Fragment(encoded)
 
 
 class BatchItem(Params):
@@ -277,7 +279,9 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
             assert scope.event is not None
             try:
                 layout = Layout.of(scope.event.content)
-                parsed.append(parse_points(layout, item.data.fields, item.data.points, limit))
+                count = len(item.data.points) if isinstance(item.data.points, list) else 0
+                fields, points = item.data.fields, item.data.points
+                parsed.append(await cpu(count, parse_points, layout, fields, points, limit))
             except errors.ApiError as exc:
                 raise batch_item_error(exc, index, item) from None
         for item, points in zip(p.data, parsed, strict=True):

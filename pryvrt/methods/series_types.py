@@ -155,8 +155,9 @@ def parse_points(layout: Layout, fields: Any, points: Any, limit: int) -> Points
     (null optional values as NaN), or a 400 naming the first bad row.
 
     ``fields`` may come in any order and leave out optional fields, never a required one.
-    The common case (every value a number) is checked in C: the set of value types, then
-    one numpy conversion; anything else takes the row-by-row path that names the row."""
+    The common case (every value a number) is checked at C speed: the sets of row types,
+    row lengths and value types, then one numpy conversion; anything else takes the
+    row-by-row path that names the row."""
     names = _request_fields(layout, fields)
     if not isinstance(points, list):
         raise errors.InvalidParametersFormat("points must be a list", {"points": "not a list"})
@@ -168,17 +169,14 @@ def parse_points(layout: Layout, fields: Any, points: Any, limit: int) -> Points
         )
     width = len(names)
     matrix: Points | None = None
-    try:
-        kinds = set(map(type, chain.from_iterable(points)))
-    except TypeError:
-        kinds = {object}  # a row that is not a list
-    if kinds <= {int, float}:
-        try:
-            candidate = np.array(points, dtype=np.float64)
-        except (ValueError, OverflowError):
-            candidate = None
-        if candidate is not None and candidate.shape == (len(points), width):
-            matrix = candidate
+    if set(map(type, points)) <= {list} and set(map(len, points)) <= {width}:
+        if set(map(type, chain.from_iterable(points))) <= {int, float}:
+            try:
+                flat = np.fromiter(chain.from_iterable(points), np.float64, len(points) * width)
+            except OverflowError:  # an integer beyond float range
+                flat = None
+            if flat is not None:
+                matrix = flat.reshape(len(points), width)
     if matrix is None:
         matrix = _rows_one_by_one(layout, names, points)
     elif not np.isfinite(matrix).all():

@@ -25,10 +25,11 @@ from pryvrt.storage.series_codec import (
     CHUNK_POINTS,
     Points,
     blocks_of,
+    chunk_rows,
+    cpu,
     decode,
-    encode,
+    decode_all,
     sorted_unique,
-    split,
     summarize,
 )
 
@@ -57,7 +58,7 @@ class SeriesStore(Store):
     ) -> float:
         """Add points (any order; of equal deltaTimes the last given wins, stored ones
         included) in ``conn``'s transaction; returns the largest deltaTime added."""
-        new = sorted_unique(points)
+        new = await cpu(len(points), sorted_unique, points)
         lo, hi = float(new[0, 0]), float(new[-1, 0])
         key = (user_id, channel_id, event_id)
         rows = await conn.fetch(
@@ -74,27 +75,16 @@ class SeriesStore(Store):
         width = points.shape[1]
         merged = [r for r in rows if r["t_max"] >= lo or r["n"] < self.chunk_points]
         if merged:
-            old = [decode(r["data"], r["n"], width) for r in merged]
-            new = sorted_unique(np.concatenate([*old, new]))
+            old = [(r["data"], r["n"]) for r in merged]
+            new = await cpu(len(new), _merge, old, new, width)
             await conn.execute(
                 f"DELETE FROM series_chunks WHERE {KEY} AND t_min = ANY($4::float8[])",
                 *key,
                 [r["t_min"] for r in merged],
             )
+        encoded = await cpu(len(new), chunk_rows, new, self.chunk_points)
         await conn.copy_records_to_table(
-            "series_chunks",
-            records=[
-                (
-                    *key,
-                    float(part[0, 0]),
-                    float(part[-1, 0]),
-                    len(part),
-                    encode(part),
-                    summarize(part).tobytes(),
-                )
-                for part in split(new, self.chunk_points)
-            ],
-            columns=COLUMNS,
+            "series_chunks", records=[(*key, *row) for row in encoded], columns=COLUMNS
         )
         return hi
 
@@ -126,9 +116,8 @@ class SeriesStore(Store):
             lo,
             hi,
         )
-        if not rows:
-            return np.empty((0, width))
-        points = np.concatenate([decode(r["data"], r["n"], width) for r in rows])
+        total = sum(r["n"] for r in rows)
+        points = await cpu(total, decode_all, [(r["data"], r["n"]) for r in rows], width)
         return within(points, lo, hi)
 
     async def summaries(
@@ -168,6 +157,11 @@ class SeriesStore(Store):
             event_id,
         )
         return total
+
+
+def _merge(old: list[tuple[bytes, int]], new: Points, width: int) -> Points:
+    """Stored chunks and new points as one sorted series (new points win ties)."""
+    return sorted_unique(np.concatenate([decode_all(old, width), new]))
 
 
 def within(points: Points, lo: float, hi: float) -> Points:

@@ -19,8 +19,11 @@ its ``content.fields`` (a null optional field is NaN). It is stored as two bytea
 
 from __future__ import annotations
 
+import asyncio
 import zlib
+from collections.abc import Callable
 from itertools import pairwise
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +34,18 @@ BLOCK_POINTS = 128
 BLOCK_HEAD = 3
 
 Points = npt.NDArray[np.float64]
+T = TypeVar("T")
+# Work on more points than this runs in a thread: the event loop keeps serving other
+# requests meanwhile (zlib and most numpy operations release the GIL; the rest is shared
+# with the loop in 5 ms slices instead of blocking it for the whole request).
+OFF_LOOP_POINTS = 20_000
+
+
+async def cpu(points: int, fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)``: in a thread when it handles more than OFF_LOOP_POINTS points."""
+    if points > OFF_LOOP_POINTS:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
 
 
 def encode(points: Points) -> bytes:
@@ -130,3 +145,20 @@ def split(points: Points, size: int = CHUNK_POINTS) -> list[Points]:
     parts = max(1, -(-n // size))
     bounds = [n * i // parts for i in range(parts + 1)]
     return [points[a:b] for a, b in pairwise(bounds)]
+
+
+def chunk_rows(
+    points: Points, size: int = CHUNK_POINTS
+) -> list[tuple[float, float, int, bytes, bytes]]:
+    """Sorted points as stored rows: ``(t_min, t_max, n, data, blocks)`` per chunk."""
+    return [
+        (float(part[0, 0]), float(part[-1, 0]), len(part), encode(part), summarize(part).tobytes())
+        for part in split(points, size)
+    ]
+
+
+def decode_all(rows: list[tuple[bytes, int]], width: int) -> Points:
+    """Stored chunks ``(data, n)``, in order, as one matrix."""
+    if not rows:
+        return np.empty((0, width))
+    return np.concatenate([decode(data, n, width) for data, n in rows])

@@ -1,0 +1,186 @@
+"""Series scenarios (API.md §15): ingest through events.addSeriesPoints against a bare COPY
+of the same points in the same run, a 1M-point range read, a decimated 1000-bucket view of
+the whole series, and bytes per point on disk (pg_total_relation_size)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any
+
+import asyncpg
+import numpy as np
+import orjson
+
+from pryvrt.storage.series_codec import encode, split, summarize
+
+PER_REQUEST = 100_000
+HZ = 50.0
+
+
+def heart_rate(start: int, count: int) -> np.ndarray:
+    """``count`` points from point ``start`` of a 50 Hz heart rate (bpm, 0.1 resolution)."""
+    index = np.arange(start, start + count)
+    rng = np.random.default_rng(start)
+    bpm = 70 + 10 * np.sin(index / 3000) + rng.normal(0, 0.5, count)
+    return np.stack([index / HZ, bpm.round(1)], axis=1)
+
+
+async def run(c: Any, total: int, database_url: str) -> dict[str, Any]:
+    await c.setup_user()
+    channel = await c.channel("series")
+    created = await c.call(
+        "POST", f"/{c.username}/{channel}/events", {"type": "series:frequency/bpm", "time": 1e9}
+    )
+    event_id = created["id"]
+    url = f"{c.base}/{c.username}/{channel}/events/{event_id}/series"
+    headers = {"Authorization": c.auth, "Content-Type": "application/json"}
+    rates, elapsed_total = [], 0.0
+    for start in range(0, total, PER_REQUEST):
+        points = heart_rate(start, PER_REQUEST)
+        body = orjson.dumps(
+            {"format": "flatJSON", "fields": ["deltaTime", "value"], "points": points},
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )  # encoded before the clock starts
+        t0 = time.perf_counter()
+        async with c.http.post(url, data=body, headers=headers) as reply:
+            raw = await reply.read()
+        elapsed = time.perf_counter() - t0
+        assert reply.status == 200, raw[:300]
+        rates.append(PER_REQUEST / elapsed)
+        elapsed_total += elapsed
+    conn = await asyncpg.connect(database_url)
+    try:
+        size = await conn.fetchval("SELECT pg_total_relation_size('series_chunks')")
+        await conn.execute("VACUUM ANALYZE series_chunks")
+    finally:
+        await conn.close()
+    # Read: 1M points of a range (the middle of the series), end to end with the decode.
+    span = min(total, 1_000_000)
+    lo = (total - span) // 2 / HZ
+    hi = lo + (span - 1) / HZ
+    reads = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        async with c.http.get(
+            f"{url}?fromDeltaTime={lo}&toDeltaTime={hi}", headers=headers
+        ) as reply:
+            got = orjson.loads(await reply.read())
+        reads.append(time.perf_counter() - t0)
+        assert len(got["points"]) == span, len(got["points"])
+    views = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        async with c.http.get(f"{url}?maxPoints=1000", headers=headers) as reply:
+            view = orjson.loads(await reply.read())
+        views.append(time.perf_counter() - t0)
+        assert 990 <= len(view["points"]) <= 1000 and sum(p[1] for p in view["points"]) == total
+    # The floor: the same points, as the same rows (encoded beforehand), by a bare COPY into
+    # the same table, for another series event; then removed.
+    other = await c.call(
+        "POST", f"/{c.username}/{channel}/events", {"type": "series:frequency/bpm", "time": 1e9}
+    )
+    copy_seconds = 0.0
+    conn = await asyncpg.connect(database_url)
+    try:
+        user_id = await conn.fetchval("SELECT user_id FROM users WHERE username = $1", c.username)
+        for start in range(0, total, PER_REQUEST):
+            points = heart_rate(start, PER_REQUEST)
+            rows = [
+                (
+                    user_id,
+                    channel,
+                    other["id"],
+                    float(p[0, 0]),
+                    float(p[-1, 0]),
+                    len(p),
+                    encode(p),
+                    summarize(p).tobytes(),
+                )
+                for p in split(points)
+            ]
+            t0 = time.perf_counter()
+            await conn.copy_records_to_table(
+                "series_chunks",
+                records=rows,
+                columns=(
+                    "user_id",
+                    "channel_id",
+                    "event_id",
+                    "t_min",
+                    "t_max",
+                    "n",
+                    "data",
+                    "blocks",
+                ),
+            )
+            copy_seconds += time.perf_counter() - t0
+        await conn.execute("DELETE FROM series_chunks WHERE event_id = $1", other["id"])
+    finally:
+        await conn.close()
+    return {
+        "ingest": statistics.median(rates),
+        "ingest_overall": total / elapsed_total,
+        "copy": total / copy_seconds,
+        "read_s": statistics.median(reads),
+        "read_points": span,
+        "view_ms": statistics.median(views) * 1000,
+        "bytes_per_point": size / total,
+    }
+
+
+def scenario_series(bench: Any, Row: Any, start_pryvrt: Any, with_client: Any, mib: int) -> None:
+    total = 2_000_000 if bench.quick else 10_000_000
+    server = start_pryvrt(bench.database_url)
+    try:
+        server.reset_peak()
+        found = asyncio.run(with_client(server, lambda c: run(c, total, bench.database_url)))
+        rss = server.peak_rss / mib
+        ratio = found["ingest"] / found["copy"]
+        bench.add(
+            Row(
+                "series ingest (flatJSON, 100 000 points/request)",
+                found["ingest"],
+                "points/s",
+                peak_rss_mib=rss,
+                note=f"overall {found['ingest_overall']:,.0f}/s; {ratio:.2f} x bare COPY"
+                " (target >= 1 000 000/s and >= 0.5 x COPY)",
+            )
+        )
+        bench.add(
+            Row(
+                "series bare COPY of the same rows (floor)",
+                found["copy"],
+                "points/s",
+                note="encoded beforehand: the database's write cost only",
+            )
+        )
+        bench.add(
+            Row(
+                f"series read of {found['read_points']:,} points",
+                found["read_points"] / found["read_s"],
+                "points/s",
+                p50_ms=found["read_s"] * 1000,
+                note="end to end, JSON decoded (target <= 1 s)",
+            )
+        )
+        bench.add(
+            Row(
+                f"series 1000-bucket view of {total:,} points",
+                1000 / found["view_ms"],
+                "views/s",
+                p50_ms=found["view_ms"],
+                note="min/max/mean per bucket (target <= 100 ms)",
+            )
+        )
+        bench.add(
+            Row(
+                "series bytes per point on disk",
+                found["bytes_per_point"],
+                "B/point",
+                note="deltaTime + value, pg_total_relation_size (target <= 16)",
+            )
+        )
+    finally:
+        server.stop()
