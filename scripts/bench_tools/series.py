@@ -27,7 +27,23 @@ def heart_rate(start: int, count: int) -> np.ndarray:
     return np.stack([index / HZ, bpm.round(1)], axis=1)
 
 
-async def run(c: Any, total: int, database_url: str) -> dict[str, Any]:
+async def get_latencies(c: Any, path: str, until: asyncio.Event | None, count: int) -> list[float]:
+    """events.get round trips (ms): ``count`` of them, or until ``until`` is set."""
+    samples: list[float] = []
+    while (until is None and len(samples) < count) or (until is not None and not until.is_set()):
+        t0 = time.perf_counter()
+        async with c.http.get(c.base + path, headers={"Authorization": c.auth}) as reply:
+            await reply.read()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+async def run(c: Any, other: Any, total: int, database_url: str) -> dict[str, Any]:
+    await other.setup_user()
+    diary = await other.channel("diary")
+    await other.seed(diary, 1000, 1e9, 60.0)
+    probe = f"/{other.username}/{diary}/events?limit=20"
+    idle = await get_latencies(other, probe, None, 200)
     await c.setup_user()
     channel = await c.channel("series")
     created = await c.call(
@@ -37,6 +53,8 @@ async def run(c: Any, total: int, database_url: str) -> dict[str, Any]:
     url = f"{c.base}/{c.username}/{channel}/events/{event_id}/series"
     headers = {"Authorization": c.auth, "Content-Type": "application/json"}
     rates, elapsed_total = [], 0.0
+    ingesting = asyncio.Event()
+    busy = asyncio.create_task(get_latencies(other, probe, ingesting, 0))
     for start in range(0, total, PER_REQUEST):
         points = heart_rate(start, PER_REQUEST)
         body = orjson.dumps(
@@ -50,6 +68,8 @@ async def run(c: Any, total: int, database_url: str) -> dict[str, Any]:
         assert reply.status == 200, raw[:300]
         rates.append(PER_REQUEST / elapsed)
         elapsed_total += elapsed
+    ingesting.set()
+    during = await busy
     conn = await asyncpg.connect(database_url)
     try:
         size = await conn.fetchval("SELECT pg_total_relation_size('series_chunks')")
@@ -78,7 +98,7 @@ async def run(c: Any, total: int, database_url: str) -> dict[str, Any]:
         assert 990 <= len(view["points"]) <= 1000 and sum(p[1] for p in view["points"]) == total
     # The floor: the same points, as the same rows (encoded beforehand), by a bare COPY into
     # the same table, for another series event; then removed.
-    other = await c.call(
+    second = await c.call(
         "POST", f"/{c.username}/{channel}/events", {"type": "series:frequency/bpm", "time": 1e9}
     )
     copy_seconds = 0.0
@@ -116,7 +136,21 @@ async def run(c: Any, total: int, database_url: str) -> dict[str, Any]:
                 ),
             )
             copy_seconds += time.perf_counter() - t0
-        await conn.execute("DELETE FROM series_chunks WHERE event_id = $1", other["id"])
+        await conn.execute("DELETE FROM series_chunks WHERE event_id = $1", second["id"])
+        # The same points as one row each (deltaTime, value): what "a row per point" costs.
+        await conn.execute(
+            "CREATE TEMPORARY TABLE point_rows (user_id text, event_id text, t float8, v float8)"
+        )
+        rows_seconds = 0.0
+        for start in range(0, total, PER_REQUEST):
+            points = heart_rate(start, PER_REQUEST)
+            records = [(user_id, second["id"], t, v) for t, v in points.tolist()]
+            t0 = time.perf_counter()
+            await conn.copy_records_to_table("point_rows", records=records)
+            rows_seconds += time.perf_counter() - t0
+            if start >= 1_000_000:
+                rows_seconds *= total / (start + PER_REQUEST)  # extrapolated past 1M points
+                break
     finally:
         await conn.close()
     return {
@@ -127,6 +161,10 @@ async def run(c: Any, total: int, database_url: str) -> dict[str, Any]:
         "read_points": span,
         "view_ms": statistics.median(views) * 1000,
         "bytes_per_point": size / total,
+        "copy_rows": total / rows_seconds,
+        "get_idle": statistics.median(idle),
+        "get_during": statistics.median(during) if during else float("nan"),
+        "gets_during": len(during),
     }
 
 
@@ -135,7 +173,13 @@ def scenario_series(bench: Any, Row: Any, start_pryvrt: Any, with_client: Any, m
     server = start_pryvrt(bench.database_url)
     try:
         server.reset_peak()
-        found = asyncio.run(with_client(server, lambda c: run(c, total, bench.database_url)))
+
+        async def both(c: Any) -> dict[str, Any]:
+            other = type(c)(c.http, c.base)
+            await asyncio.sleep(0.01)  # distinct usernames (they come from the clock)
+            return await run(c, other, total, bench.database_url)
+
+        found = asyncio.run(with_client(server, both))
         rss = server.peak_rss / mib
         ratio = found["ingest"] / found["copy"]
         bench.add(
@@ -154,6 +198,24 @@ def scenario_series(bench: Any, Row: Any, start_pryvrt: Any, with_client: Any, m
                 found["copy"],
                 "points/s",
                 note="encoded beforehand: the database's write cost only",
+            )
+        )
+        bench.add(
+            Row(
+                "series bare COPY, a row per point (no index)",
+                found["copy_rows"],
+                "points/s",
+                note=f"ingest is {found['ingest'] / found['copy_rows']:.2f} x this",
+            )
+        )
+        bench.add(
+            Row(
+                "events.get (limit 20) of another user",
+                1000 / found["get_during"],
+                "req/s",
+                p50_ms=found["get_during"],
+                note=f"during the ingest ({found['gets_during']} calls);"
+                f" idle p50 {found['get_idle']:.2f} ms, same worker",
             )
         )
         bench.add(
