@@ -13,6 +13,7 @@ from pryvrt.notify.messages import (
     EVENTS_CHANGED,
     FOLDERS_CHANGED,
     RESYNC,
+    SERIES_CHANGED,
     Change,
 )
 from pryvrt.notify.routing import Send, past_expiry, refetch_all, route
@@ -99,3 +100,14 @@ def test_past_expiry_names_sessions_whose_last_read_expiry_passed() -> None:
     expired = Sock("old", Access("session", "s1", "", (), expires=100.0))
     alive = Sock("new", Access("session", "s2", "", (), expires=300.0))
     assert past_expiry([expired, alive, OWNER], now=200.0) == [expired]
+
+
+def test_series_changed_names_the_event_only_to_listeners_of_the_whole_channel() -> None:
+    change = Change(SERIES_CHANGED, "a", "ev1")
+    out = route([change], [OWNER, READS_A, FOLDER_OF_A, NO_FOLDER_OF_A])
+    assert out.sends == [
+        Send(SERIES_CHANGED, {"channelId": "a", "eventId": "ev1"}, (OWNER, READS_A)),
+        Send(SERIES_CHANGED, {"channelId": "a"}, (FOLDER_OF_A,)),
+    ]
+    assert Change.from_wire(change.to_wire()) == change
+    assert Change.from_wire(Change(EVENTS_CHANGED, "a").to_wire()) == Change(EVENTS_CHANGED, "a")

@@ -72,7 +72,7 @@ class FlatJson(Params):
 
 
 class AddParams(FlatJson, ChannelParams):
-    id: ItemRef
+    id: Annotated[ItemRef, Field(description="the series event")]
 
 
 def point_rows(p: Any, ctx: CallContext) -> int:
@@ -138,12 +138,22 @@ async def add_points(ctx: CallContext, p: AddParams) -> dict[str, Any]:
 
 
 class GetParams(ChannelParams):
-    id: ItemRef
-    fromDeltaTime: DeltaTime | None = None
-    toDeltaTime: DeltaTime | None = None
+    id: Annotated[ItemRef, Field(description="the series event")]
+    fromDeltaTime: Annotated[
+        DeltaTime | None, Field(description="first deltaTime of the range (included)")
+    ] = None
+    toDeltaTime: Annotated[
+        DeltaTime | None, Field(description="last deltaTime of the range (included)")
+    ] = None
     # Decimation: buckets of at least ``resolution`` seconds, at most ``maxPoints`` of them.
-    resolution: Annotated[float, Field(gt=0, le=1e11, allow_inf_nan=False)] | None = None
-    maxPoints: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    resolution: Annotated[
+        float | None,
+        Field(gt=0, le=1e11, allow_inf_nan=False, description="bucket width in seconds"),
+    ] = None
+    maxPoints: Annotated[
+        int | None,
+        Field(ge=1, le=1_000_000, description="at most this many buckets (min/max/mean each)"),
+    ] = None
 
 
 STATS = ("min", "max", "mean")

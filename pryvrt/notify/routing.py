@@ -6,7 +6,8 @@ what they answer (``transports/fanout.py`` writes the frames). The rules (API.md
 - ``channelsChanged`` (no payload) reaches, once per publish, the listeners that can see
   one of the changed channels (a change without a channel id reaches everyone);
 - ``foldersChanged`` / ``eventsChanged {channelId}`` reach the listeners that can see the
-  channel; so does ``seriesChanged {channelId, eventId}``;
+  channel; so does ``seriesChanged {channelId, eventId}`` (without ``eventId`` to listeners
+  that reach the channel only through some folders);
 - ``accessRevoked`` (internal) names a credential: its listeners hear nothing more and are
   disconnected; the credential is compared in constant time and never sent;
 - ``resync`` (internal, from the bus: messages may have been lost) asks the transport to
@@ -89,9 +90,14 @@ def route(changes: Sequence[Change], listeners: Iterable[L]) -> Deliveries[L]:
             out.sends.append(Send(change.kind, {"channelId": channel_id}, hearing))
         elif change.kind == SERIES_CHANGED and change.subject:
             channel_id = change.subject
-            hearing = tuple(x for x in present if x.access.can_see_channel(channel_id))
+            seeing = [x for x in present if x.access.can_see_channel(channel_id)]
+            # The event id only to listeners that read the whole channel: one reaching
+            # some folders may not see that event (it hears the channel, and refetches).
+            whole = tuple(x for x in seeing if not x.access.is_folder_restricted(channel_id))
+            some = tuple(x for x in seeing if x.access.is_folder_restricted(channel_id))
             data = {"channelId": channel_id, "eventId": change.item}
-            out.sends.append(Send(SERIES_CHANGED, data, hearing))
+            out.sends.append(Send(SERIES_CHANGED, data, whole))
+            out.sends.append(Send(SERIES_CHANGED, {"channelId": channel_id}, some))
         elif change.kind == RESYNC:
             out.resync = True
     out.sends = [s for s in out.sends if s.to]

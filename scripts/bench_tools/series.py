@@ -111,7 +111,7 @@ async def run(c: Any, other: Any, total: int, database_url: str) -> dict[str, An
                 (
                     user_id,
                     channel,
-                    other["id"],
+                    second["id"],
                     float(p[0, 0]),
                     float(p[-1, 0]),
                     len(p),
