@@ -572,3 +572,28 @@ async def test_the_coalescer_sends_the_first_change_and_one_after_each_interval(
     await asyncio.sleep(0.1)
     assert published == [("u", [series])]
     await coalescer.close()
+
+
+async def test_events_batch_creates_series_events_and_refuses_their_duration(api: Api) -> None:
+    me = await owner(api)
+    path = me.path("/events/batch")
+    bad = [{"clientId": "s", "type": "series:mass/kg", "time": 10.0, "duration": 5.0}]
+    reply = await api.post(path, {"events": bad}, auth=me.session)
+    assert (reply.status, reply.body["id"]) == (400, "INVALID_OPERATION")
+    assert reply.body["data"]["clientId"] == "s"
+    good = [{"clientId": "s", "type": "series:mass/kg", "time": 10.0}]
+    reply = await api.post(path, {"events": good}, auth=me.session)
+    assert reply.status == 200, reply
+    added = reply.body["addedEvents"][0]
+    assert (added["duration"], added["value"]["value"]["fields"]) == (0.0, ["deltaTime", "value"])
+    assert (await add(me, added["id"], ["deltaTime", "value"], [[2.0, 80.5]])).status == 200
+
+
+async def test_deleting_the_channel_deletes_the_points(api: Api) -> None:
+    me = await owner(api)
+    event_id = await new_series(me, "series:mass/kg")
+    assert (await add(me, event_id, ["deltaTime", "value"], [[0.0, 1.0]])).status == 200
+    for _ in range(2):
+        reply = await api.delete(f"/{me.username}/channels/{me.channel}", auth=me.session)
+        assert reply.status == 200, reply
+    assert await stored_chunks(api, event_id) == []
