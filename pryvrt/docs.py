@@ -91,6 +91,33 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "events.addAttachments": {"channelId": "diary", "id": "note-1"},
     "events.getAttachment": {"channelId": "diary", "id": "note-1", "fileName": "photo.jpg"},
     "events.deleteAttachment": {"channelId": "diary", "id": "note-1", "fileName": "photo.jpg"},
+    "events.addSeriesPoints": {
+        "channelId": "diary",
+        "id": "heart",
+        "format": "flatJSON",
+        "fields": ["deltaTime", "value"],
+        "points": [[0, 62], [0.5, 63.5], [1, 63]],
+    },
+    "events.getSeries": {
+        "channelId": "diary",
+        "id": "heart",
+        "fromDeltaTime": 0,
+        "maxPoints": 1000,
+    },
+    "series.batch": {
+        "format": "seriesBatch",
+        "data": [
+            {
+                "channelId": "diary",
+                "eventId": "heart",
+                "data": {
+                    "format": "flatJSON",
+                    "fields": ["deltaTime", "value"],
+                    "points": [[2, 64]],
+                },
+            }
+        ],
+    },
     "batch": {
         "calls": [
             {"method": "channels.create", "params": {"name": "Work"}},

@@ -55,7 +55,10 @@ PointList = Annotated[
     WithJsonSchema(
         {
             "type": "array",
-            "items": {"type": "array", "items": {"type": ["number", "null"]}},
+            "items": {
+                "type": "array",
+                "items": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+            },
             "description": "one array per point, values in the order of fields",
         }
     ),
