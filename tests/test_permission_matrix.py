@@ -117,6 +117,7 @@ MATRIX: dict[str, str] = {
     "bookmarks.delete": SESSION_ONLY,
     "tokens.getOrCreatePersonal": SESSION_ONLY,
     "tokens.get": PERSONAL_ONLY,
+    "tokens.getAccessInfo": ANY_TOKEN,
     "tokens.create": PERSONAL_ONLY,
     "tokens.update": PERSONAL_ONLY,
     "tokens.delete": PERSONAL_ONLY,
@@ -443,6 +444,7 @@ SPECS: dict[str, Spec] = {
         on_user(at, "tokens.getOrCreatePersonal", name=env.fresh("app"))
     ),
     "tokens.get": lambda env, at, c: _ready(on_user(at, "tokens.get")),
+    "tokens.getAccessInfo": lambda env, at, c: _ready(on_user(at, "tokens.getAccessInfo")),
     "tokens.create": lambda env, at, c: _ready(
         on_user(
             at,

@@ -134,3 +134,31 @@ async def test_shared_tokens_cannot_list_tokens(api: Api) -> None:
     reply = await api.get(f"/{username}/tokens", auth=token)
     assert reply.status == 403
     assert reply.body["id"] == "FORBIDDEN"
+
+
+async def test_access_info_says_what_each_credential_is_and_may_do_without_its_secret(
+    api: Api,
+) -> None:
+    username, session = await api.user()
+    ch = await api.channel(username, session)
+    perms = [{"channelId": ch, "level": "read"}]
+    shared = await api.shared_token(username, session, perms)
+    personal = await api.personal_token(username, session, name="my-app")
+    tokens = {t["id"]: t for t in (await api.get(f"/{username}/tokens", auth=session)).body}
+
+    info = (await api.get(f"/{username}/access-info", auth=shared)).body
+    assert info == {
+        "type": "shared",
+        "name": tokens[shared]["name"],
+        "accessId": tokens[shared]["accessId"],
+        "username": username,
+        "permissions": perms,
+    }
+    for credential, kind in ((session, "session"), (personal, "personal")):
+        info = (await api.get(f"/{username}/access-info", auth=credential)).body
+        assert info["type"] == kind
+        assert info["permissions"] == [{"channelId": "*", "level": "manage"}]
+        assert credential not in str(info)
+    assert shared not in str((await api.get(f"/{username}/access-info", auth=shared)).body)
+    reply = await api.get(f"/{username}/access-info", auth="not-a-token")
+    assert reply.status == 401 and reply.body["id"] == "INVALID_TOKEN"

@@ -28,6 +28,7 @@ RESERVED_USERNAMES = frozenset(
         "logout",
         "bookmarks",
         "user-info",
+        "access-info",
         "change-password",
         "socket.io",
         "openapi.json",

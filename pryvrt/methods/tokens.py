@@ -193,3 +193,22 @@ async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
     await ctx.storage.tokens.delete(ctx.user_id, p.id)
     ctx.revoke(p.id)
     return {}
+
+
+@method("tokens.getAccessInfo", NoParams)
+async def get_access_info(ctx: CallContext, p: NoParams) -> dict[str, Any]:
+    """What the request's credential is and may do (any credential; the dashboard shows only
+    the controls it can use). Never the secret: ``accessId`` is the public id (§12)."""
+    access = ctx.require_access()
+    if access.is_full:
+        permissions: list[dict[str, Any]] = [{"channelId": "*", "level": "manage"}]
+    else:
+        token = await ctx.storage.tokens.get(ctx.user_id, access.secret)
+        permissions = token.permissions if token is not None else []
+    return {
+        "type": access.kind,
+        "name": access.name,
+        "accessId": access.access_id,
+        "username": ctx.user.username if ctx.user is not None else ctx.username,
+        "permissions": permissions,
+    }

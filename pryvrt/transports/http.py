@@ -69,6 +69,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/channels", "channels.create", 201),
     Route("PUT", "/channels/{channelId}", "channels.update"),
     Route("DELETE", "/channels/{channelId}", "channels.delete"),
+    Route("GET", "/access-info", "tokens.getAccessInfo"),
     Route("GET", "/tokens", "tokens.get"),
     Route("POST", "/tokens", "tokens.create", 201),
     Route("POST", "/tokens/personal", "tokens.getOrCreatePersonal"),
