@@ -93,10 +93,10 @@ async def test_a_user_logs_in_records_events_and_sees_other_writes_live(
 
     await page.fill("#channel-name", "Diary")
     await page.click("#channel-create")
-    await page.wait_for_selector("#channels li.selected:has-text('Diary')")
+    await page.wait_for_selector("#channels button[aria-current='true']:has-text('Diary')")
     await page.fill("#folder-name", "Health")
     await page.click("#folder-create")
-    await page.wait_for_selector("#folders span:has-text('Health')")
+    await page.wait_for_selector("#folders button:has-text('Health')")
 
     await page.fill("#note-text", "written in the page")
     await page.fill("#note-tags", "ui, test")
@@ -113,14 +113,14 @@ async def test_a_user_logs_in_records_events_and_sees_other_writes_live(
     )
     assert reply.status == 201, reply
     await page.wait_for_selector("#events li:has-text('mass:kg: 71.5')", timeout=3_000)
-    await page.wait_for_selector("#chart canvas")
+    await page.wait_for_selector("#charts canvas")
 
     # a period started in a folder shows a running timer; stop ends it
     await page.select_option("#period-folder", label="Health")
     await page.click("#period-start")
-    await page.wait_for_selector("#events .running")
+    await page.wait_for_selector("#events .running-timer")
     await page.click("#period-stop")
-    await page.wait_for_selector("#events .running", state="detached")
+    await page.wait_for_selector("#events .running-timer", state="detached")
 
     # a photo uploaded with an event shows as a thumbnail (fetched through its readToken)
     photo = tmp_path / "dot.png"

@@ -92,8 +92,17 @@ class DashboardSession:
             pass  # ended already (expired, logged out, password changed elsewhere)
 
 
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """``/favicon.ico``: browsers ask for it on every origin (it was a 404 in every log)."""
+    return web.FileResponse(
+        STATIC_DIR / "favicon.ico",
+        headers={"Content-Type": "image/x-icon", "Cache-Control": "public, max-age=86400"},
+    )
+
+
 def setup(app: web.Application, transport: HttpTransport) -> None:
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    app.router.add_get("/favicon.ico", favicon)
     transport.user_root_view = dashboard_page
     services = transport.services
     browser_session.setup(app, services.secret_key, services.settings)

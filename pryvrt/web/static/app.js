@@ -1,30 +1,44 @@
-// pryvrt dashboard: log in (or open a shared link), browse channels/folders/events of a time
-// window, record events, and refresh live on Socket.IO notifications. No build step.
+// pryvrt dashboard: log in (or open a shared link), browse the channels, folders and events of
+// a time window (list, timeline, charts), record and edit events, restore them from the trash,
+// and stay live on Socket.IO notifications (everything visible is fetched again on every
+// (re)connection). Plain modules, no build step.
 import { io } from "./vendor/socket.io-4.8.1.esm.min.js";
-import uPlot from "./vendor/uPlot-1.6.32.esm.js";
+import { drawTimeline, tickTimeline } from "./timeline.js";
+import { drawCharts, splitType } from "./charts.js";
 
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, props = {}, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
-  for (const child of children) node.append(child);
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
   return node;
 };
 
 // No credential is ever stored by this page (localStorage, sessionStorage, JS cookies): a
 // login's session lives in an HttpOnly cookie the page cannot read, sent by the browser and
 // accepted by the server only with the X-Pryvrt-CSRF header from this origin. A shared
-// link's token is kept in memory only.
+// link's token is kept in memory only. localStorage holds the last channel viewed, nothing else.
+const EMPTY = () => ({
+  access: null, // tokens.getAccessInfo: what the credential may do
+  names: new Map(), // accessId → token name (who changed what)
+  channels: [],
+  channel: null, // selected channel id
+  folders: [], // tree
+  folder: null, // folder filter (with its sub-folders)
+  events: [],
+  trash: [],
+});
 const state = {
   username: null,
   token: null, // a shared link's token (mode "token"); never stored
   mode: null, // "session" (the cookie) | "token"
-  channels: [],
-  channel: null, // selected channel id
-  folders: [], // tree
-  folder: null, // selected folder id (filters the list)
-  events: [],
+  view: "events", // | "trash"
+  windowSeconds: 86400, // null: a window chosen with the date fields
+  editing: null, // id of the event edited in place
   socket: null,
-  chart: null,
+  link: null, // the socket: "connecting" | "connected" | "down"
+  netTrouble: false, // the last request could not reach the server
+  loadedAt: null,
+  ...EMPTY(),
 };
 
 class ApiError extends Error {
@@ -49,9 +63,15 @@ async function api(method, path, body, { form } = {}) {
   }
   let res;
   try {
-    res = await fetch(`/${state.username}${path}`, { method, headers, body: payload });
+    res = await fetch(`/${encodeURIComponent(state.username)}${path}`, { method, headers, body: payload });
   } catch (err) {
+    state.netTrouble = true;
+    renderConnection();
     throw new ApiError("NETWORK_ERROR", `the server cannot be reached (${err.message})`);
+  }
+  if (state.netTrouble) {
+    state.netTrouble = false;
+    renderConnection();
   }
   const text = await res.text();
   let data = null;
@@ -73,20 +93,90 @@ function showError(err) {
     return;
   }
   const detail = err.data && typeof err.data === "object" ? ` ${JSON.stringify(err.data)}` : "";
-  box.textContent = `${err.message}${err.id ? ` (${err.id})` : ""}${detail}`;
+  $("#error-text").textContent = `${err.message}${err.id ? ` (${err.id})` : ""}${detail}`;
   box.hidden = false;
-  console.error(err);
+  console.warn(err);
 }
 
-// Run an action; show its error instead of swallowing it.
+let toastTimer = null;
+function toast(text, action) {
+  clearTimeout(toastTimer);
+  $("#toast-text").textContent = text;
+  const button = $("#toast-action");
+  button.hidden = !action;
+  button.onclick = null;
+  if (action) {
+    button.textContent = action.label;
+    button.onclick = () => {
+      $("#toast").hidden = true;
+      guard(action.run);
+    };
+  }
+  $("#toast").hidden = false;
+  toastTimer = setTimeout(() => ($("#toast").hidden = true), action ? 10_000 : 4_000);
+}
+
+// Run an action; show its error instead of swallowing it. A credential that stopped working
+// ends the dashboard; an unreachable server shows as offline (the banner), not as an error.
 async function guard(action) {
   try {
     await action();
     showError(null);
+    return true;
   } catch (err) {
-    showError(err);
-    if (err.id === "INVALID_TOKEN" && state.mode === "session") logout(false);
+    if (err.id === "INVALID_TOKEN" && state.mode) credentialEnded();
+    else if (err.id === "NETWORK_ERROR") showError(null);
+    else showError(err);
+    return false;
   }
+}
+
+// ---- what the credential may do --------------------------------------------------------
+
+const LEVELS = { read: 1, contribute: 2, manage: 3 };
+const isFull = () => ["session", "personal"].includes(state.access?.type);
+const matching = (channelId) =>
+  (state.access?.permissions ?? []).filter((p) => p.channelId === "*" || p.channelId === channelId);
+
+function channelLevel(channelId) {
+  if (isFull()) return 3;
+  return Math.max(0, ...matching(channelId).filter((p) => !p.folderPermissions).map((p) => LEVELS[p.level] ?? 0));
+}
+
+function ancestors(folderId) {
+  const parents = new Map(flatFolders(state.folders).map((f) => [f.id, f.parentId ?? null]));
+  const out = [];
+  for (let id = parents.get(folderId); id; id = parents.get(id)) out.push(id);
+  return out;
+}
+
+/** The level on a folder's events (null: events with no folder), as the server computes it. */
+function folderLevel(channelId, folderId) {
+  let best = channelLevel(channelId);
+  const path = folderId ? [folderId, ...ancestors(folderId)] : [null];
+  for (const p of matching(channelId)) {
+    for (const grant of p.folderPermissions ?? []) {
+      if (path.includes(grant.folderId ?? null)) best = Math.max(best, LEVELS[grant.level] ?? 0);
+    }
+  }
+  return best;
+}
+
+function bestLevel(channelId) {
+  let best = channelLevel(channelId);
+  for (const p of matching(channelId)) for (const g of p.folderPermissions ?? []) best = Math.max(best, LEVELS[g.level] ?? 0);
+  return best;
+}
+
+const can = {
+  channels: () => isFull(),
+  contribute: () => !!state.channel && bestLevel(state.channel) >= 2,
+  manage: () => !!state.channel && bestLevel(state.channel) >= 3,
+};
+
+function applyCapabilities() {
+  for (const node of document.querySelectorAll("[data-needs]")) node.hidden = !can[node.dataset.needs]();
+  if (state.view === "trash" && !can.contribute()) setView("events");
 }
 
 // ---- login / session -------------------------------------------------------------------
@@ -103,6 +193,19 @@ function forgetStoredSessions() {
       fetch(`/${encodeURIComponent(user)}/logout`, { method: "POST", headers: { Authorization: id } }).catch(() => {});
     }
   }
+}
+
+const UI_PREFIX = "pryvrt:ui:"; // the last channel viewed, per user (no credential)
+function remembered() {
+  try {
+    return JSON.parse(localStorage.getItem(UI_PREFIX + state.username) ?? "{}");
+  } catch {
+    return {};
+  }
+}
+function remember() {
+  if (state.mode !== "session" || !state.channel) return;
+  localStorage.setItem(UI_PREFIX + state.username, JSON.stringify({ channel: state.channel }));
 }
 
 function usernameFromLocation() {
@@ -134,6 +237,10 @@ async function start() {
       await enter();
       return;
     } catch (err) {
+      if (state.mode === "token" && err.id === "INVALID_TOKEN") {
+        showEnded();
+        return;
+      }
       const silent = state.mode === "session" && err.id === "INVALID_TOKEN"; // not logged in
       state.token = null;
       state.mode = null;
@@ -143,18 +250,64 @@ async function start() {
   showLogin();
 }
 
-function showLogin() {
-  $("#dashboard").hidden = true;
-  $("#logout").hidden = true;
-  $("#login").hidden = false;
+function setPhase(phase) {
+  $("#login").hidden = phase !== "login";
+  $("#ended").hidden = phase !== "ended";
+  $("#dashboard").hidden = phase !== "dashboard";
+  $("#logout").hidden = !(phase === "dashboard" && state.mode === "session");
+  document.body.dataset.phase = phase;
+}
+
+/** Forget every piece of data and empty every list: nothing of a user stays on screen. */
+function clearData() {
+  state.socket?.disconnect();
+  state.socket = null;
+  state.link = null;
+  state.editing = null;
+  Object.assign(state, EMPTY());
+  for (const id of ["#channels", "#folders", "#events", "#trash", "#timeline", "#charts", "#folder-parent"]) $(id).replaceChildren();
+  for (const select of document.querySelectorAll(".folder-select")) select.replaceChildren();
+  for (const id of ["#events-count", "#trash-count", "#who"]) $(id).textContent = "";
+  for (const id of ["#channels-empty", "#folders-empty", "#events-empty", "#trash-empty", "#filter", "#toast"]) $(id).hidden = true;
+  setView("events");
+  renderConnection();
+}
+
+function showLogin(note) {
+  clearData();
+  state.token = null;
+  state.mode = null;
+  setPhase("login");
+  $("#login-note").hidden = !note;
+  $("#login-note").textContent = note ?? "";
   if (state.username) $("#login-username").value = state.username;
+  renderConnection();
+}
+
+function showEnded() {
+  clearData();
+  state.token = null;
+  state.mode = null;
+  setPhase("ended");
+  $("#ended-text").textContent =
+    "Its token was deleted or no longer grants access, so nothing of it is shown any more. Ask whoever shared it for a new link.";
+  renderConnection("ended");
+  $("#ended-title").focus?.();
+}
+
+/** The credential stopped working (logged out elsewhere, expired, token deleted). */
+function credentialEnded() {
+  if (state.mode === "token") showEnded();
+  else if (state.mode === "session") {
+    showLogin("Your session ended (logged out elsewhere, password changed, or expired): log in again.");
+  }
 }
 
 async function login(event) {
   event.preventDefault();
   const username = $("#login-username").value.trim().toLowerCase();
   const password = $("#login-password").value;
-  await guard(async () => {
+  try {
     if (username !== state.username) {
       // the dashboard lives at /{username}/: go there, keeping nothing else
       state.username = username;
@@ -165,42 +318,58 @@ async function login(event) {
     // The answer carries no session id: the server sets the HttpOnly cookie.
     await api("POST", "/dashboard/login", { userName: username, password, appId: "pryvrt-dashboard" });
     $("#login-password").value = "";
+    showError(null);
     await enter();
-  });
+  } catch (err) {
+    state.mode = null;
+    showError(err);
+  }
 }
 
-async function logout(callServer = true) {
-  if (callServer && state.mode === "session") {
+async function logout() {
+  if (state.mode === "session") {
     try {
       await api("POST", "/dashboard/logout"); // ends the session and clears the cookie
     } catch (err) {
       showError(err);
     }
   }
-  state.socket?.disconnect();
-  state.socket = null;
-  state.token = null;
-  state.mode = null;
-  setConnection("offline");
   showLogin();
 }
 
 async function enter() {
-  await loadChannels();
-  $("#login").hidden = true;
-  $("#dashboard").hidden = false;
-  $("#logout").hidden = state.mode !== "session";
+  await requestLoad(ALL, { channel: remembered().channel ?? null });
+  setPhase("dashboard");
   $("#who").textContent = `— ${state.username}${state.mode === "token" ? " (shared link)" : ""}`;
-  setWindow(86400);
   connectLive();
 }
 
 // ---- live updates ----------------------------------------------------------------------
 
-function setConnection(text) {
+/** The badge and the offline banner, from the socket's state and the last request's fate. */
+function renderConnection(forced) {
   const badge = $("#conn-state");
+  let text = "offline";
+  if (forced) text = forced;
+  else if (state.mode && state.socket) {
+    if (state.link === "connected" && !state.netTrouble) text = "connected";
+    else if (state.link === "connecting" && !state.netTrouble) text = "connecting";
+    else text = "reconnecting";
+  }
   badge.dataset.state = text;
-  badge.textContent = text;
+  badge.textContent = {
+    connected: "live",
+    connecting: "connecting…",
+    reconnecting: "offline, reconnecting…",
+    offline: "offline",
+    ended: "access ended",
+  }[text];
+  const banner = $("#banner");
+  banner.hidden = text !== "reconnecting";
+  if (text === "reconnecting") {
+    const since = state.loadedAt ? ` Shown: the data as of ${new Date(state.loadedAt).toLocaleTimeString()}.` : "";
+    banner.textContent = `Offline: the server cannot be reached; reconnecting.${since} Everything shown is fetched again when the connection is back.`;
+  }
 }
 
 function connectLive() {
@@ -210,76 +379,152 @@ function connectLive() {
   const socket = io(`${location.origin}/${state.username}`, {
     auth: state.mode === "token" ? { token: state.token } : undefined,
     transports: ["websocket"],
+    reconnectionDelayMax: 3000,
   });
   state.socket = socket;
-  socket.on("connect", () => setConnection("connected"));
-  socket.on("disconnect", () => setConnection("reconnecting"));
-  socket.io.on("reconnect_attempt", () => setConnection("reconnecting"));
-  socket.on("connect_error", (err) => {
-    setConnection("reconnecting");
-    if (err?.data?.id === "INVALID_TOKEN") {
-      showError(new ApiError("INVALID_TOKEN", "the live connection was refused: credential no longer valid"));
+  state.link = "connecting";
+  socket.on("connect", () => {
+    state.link = "connected";
+    renderConnection();
+    // Whatever changed while the socket was down (or before it first connected) was never
+    // notified to it: fetch everything visible again.
+    guard(() => requestLoad(ALL));
+  });
+  socket.on("disconnect", (reason) => {
+    if (socket !== state.socket) return;
+    state.link = "down";
+    renderConnection();
+    if (reason === "io server disconnect") {
+      // The server ended this socket: the credential ended, or its permissions changed.
+      guard(async () => {
+        await requestLoad(["access"]);
+        if (socket === state.socket) socket.connect();
+      });
     }
   });
-  socket.on("channelsChanged", () => refreshSoon("channels"));
-  socket.on("foldersChanged", (msg) => msg?.channelId === state.channel && refreshSoon("folders"));
-  socket.on("eventsChanged", (msg) => msg?.channelId === state.channel && refreshSoon("events"));
+  socket.on("connect_error", (err) => {
+    if (socket !== state.socket) return;
+    state.link = "down";
+    if (err?.data?.id === "INVALID_TOKEN") {
+      credentialEnded();
+      return;
+    }
+    renderConnection();
+  });
+  socket.on("channelsChanged", () => guard(() => requestLoad(["channels"])));
+  socket.on("foldersChanged", (msg) => msg?.channelId === state.channel && guard(() => requestLoad(["folders"])));
+  socket.on("eventsChanged", (msg) => msg?.channelId === state.channel && guard(() => requestLoad(["events"])));
 }
 
-const pending = new Set();
-let refreshTimer = null;
-function refreshSoon(what) {
-  pending.add(what);
-  clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => {
-    const todo = new Set(pending);
-    pending.clear();
-    guard(async () => {
-      if (todo.has("channels")) await loadChannels();
-      if (todo.has("folders")) await loadFolders();
-      if (todo.has("events") || todo.has("folders")) await loadEvents();
-    });
-  }, 30);
+// ---- loading: one load at a time, requests in between merged into the next -------------
+
+const ALL = ["access", "channels", "folders", "events"];
+let pendingLoad = null;
+let loading = false;
+
+/** Fetch ``parts`` (and, with ``channel``, switch to it); resolves once shown. Nothing is
+ * shown until every part arrived: a failed switch leaves the previous channel on screen. */
+function requestLoad(parts, { channel } = {}) {
+  if (!pendingLoad) pendingLoad = { parts: new Set(), channel: undefined, waiters: [] };
+  for (const part of parts) pendingLoad.parts.add(part);
+  if (channel !== undefined) pendingLoad.channel = channel;
+  const done = new Promise((resolve, reject) => pendingLoad.waiters.push({ resolve, reject }));
+  if (!loading) runLoads();
+  return done;
+}
+
+async function runLoads() {
+  loading = true;
+  while (pendingLoad) {
+    const job = pendingLoad;
+    pendingLoad = null;
+    try {
+      await load(job);
+      for (const w of job.waiters) w.resolve();
+    } catch (err) {
+      for (const w of job.waiters) w.reject(err);
+    }
+  }
+  loading = false;
+}
+
+async function load(job) {
+  const parts = job.parts;
+  const mode = state.mode;
+  let { access, names, channels, folders, events, trash, folder } = state;
+  let channel = job.channel === undefined ? state.channel : job.channel;
+  if (parts.has("access")) {
+    access = await api("GET", "/access-info");
+    names = new Map();
+    if (["session", "personal"].includes(access.type)) {
+      try {
+        for (const t of await api("GET", "/tokens")) names.set(t.accessId, t.name);
+      } catch {
+        // names are a nicety
+      }
+    }
+  }
+  if (parts.has("channels") || !channels.length) {
+    channels = await api("GET", "/channels");
+  }
+  if (!channels.some((c) => c.id === channel)) channel = channels.some((c) => c.id === state.channel) ? state.channel : (channels[0]?.id ?? null);
+  const switched = channel !== state.channel;
+  if (switched) folder = null;
+  const needFolders = switched || parts.has("folders") || parts.has("channels") || parts.has("access");
+  const needEvents = needFolders || parts.has("events");
+  const window = timeWindow();
+  const fetches = [
+    needFolders && channel ? api("GET", `/${channel}/folders`) : null,
+    needEvents && channel ? api("GET", `/${channel}/events?${eventsQuery(window, folder, false)}`) : null,
+    needEvents && channel && state.view === "trash" ? api("GET", `/${channel}/events?${eventsQuery(window, null, true)}`) : null,
+  ];
+  const [newFolders, newEvents, newTrash] = await Promise.all(fetches);
+  if (mode !== state.mode) return; // logged out meanwhile: show nothing of it
+  if (needFolders) folders = channel ? newFolders : [];
+  if (folder && !flatFolders(folders).some((f) => f.id === folder)) folder = null;
+  if (needEvents) events = channel ? newEvents : [];
+  if (newTrash) trash = newTrash;
+  else if (switched) trash = [];
+  Object.assign(state, { access, names, channels, channel, folders, folder, events, trash, window, loadedAt: Date.now() });
+  remember();
+  applyCapabilities();
+  renderChannels();
+  if (needFolders) renderFolders();
+  renderEvents();
+  if (state.view === "trash") renderTrash();
+  renderConnection();
+}
+
+function eventsQuery({ from, to }, folder, trashed) {
+  const query = new URLSearchParams({ fromTime: String(from), toTime: String(to + 60), limit: "1000" });
+  if (folder) query.append("onlyFolders", folder);
+  if (trashed) query.set("state", "trashed");
+  return query;
 }
 
 // ---- channels and folders --------------------------------------------------------------
-
-async function loadChannels() {
-  state.channels = await api("GET", "/channels");
-  if (!state.channels.some((c) => c.id === state.channel)) {
-    state.channel = state.channels[0]?.id ?? null;
-    state.folder = null;
-  }
-  renderChannels();
-  await loadFolders();
-  await loadEvents();
-}
 
 function renderChannels() {
   const list = $("#channels");
   list.replaceChildren(
     ...state.channels.map((c) => {
-      const item = el("li", { textContent: c.name, className: c.id === state.channel ? "selected" : "" });
-      item.dataset.id = c.id;
-      item.addEventListener("click", () => selectChannel(c.id));
-      return item;
+      const button = el("button", { type: "button", textContent: c.name, title: c.name });
+      button.dataset.id = c.id;
+      button.setAttribute("aria-current", String(c.id === state.channel));
+      button.addEventListener("click", () => selectChannel(c.id));
+      return el("li", {}, button);
     }),
   );
+  const empty = $("#channels-empty");
+  empty.hidden = state.channels.length > 0;
+  empty.textContent = isFull() ? "No channels yet: add one below." : "This link shares no channel.";
 }
 
 async function selectChannel(id) {
-  state.channel = id;
-  state.folder = null;
-  renderChannels();
-  await guard(async () => {
-    await loadFolders();
-    await loadEvents();
-  });
-}
-
-async function loadFolders() {
-  state.folders = state.channel ? await api("GET", `/${state.channel}/folders`) : [];
-  renderFolders();
+  if (id === state.channel) return;
+  state.editing = null;
+  const ok = await guard(() => requestLoad(["folders", "events"], { channel: id }));
+  if (!ok && state.link !== "connected") toast("Offline: the channel cannot be opened now.");
 }
 
 function flatFolders(tree, depth = 0, out = []) {
@@ -290,36 +535,54 @@ function flatFolders(tree, depth = 0, out = []) {
   return out;
 }
 
+function folderName(id) {
+  if (!id) return "No folder";
+  return flatFolders(state.folders).find((f) => f.id === id)?.name ?? "(a folder out of reach)";
+}
+
+function folderOptions(blank, minLevel, { allowBlank = true } = {}) {
+  const flat = flatFolders(state.folders).filter((f) => folderLevel(state.channel, f.id) >= minLevel);
+  const options = flat.map((f) => el("option", { value: f.id, textContent: `${"· ".repeat(f.depth)}${f.name}` }));
+  if (allowBlank) options.unshift(el("option", { value: "", textContent: blank }));
+  return options;
+}
+
 function renderFolders() {
   const build = (folders) =>
     folders.map((f) => {
-      const label = el("span", { textContent: f.name, className: f.id === state.folder ? "selected" : "" });
-      label.dataset.id = f.id;
-      label.addEventListener("click", () => {
+      const button = el("button", { type: "button", textContent: f.name, title: f.name });
+      button.dataset.id = f.id;
+      button.setAttribute("aria-pressed", String(f.id === state.folder));
+      button.addEventListener("click", () => {
         state.folder = state.folder === f.id ? null : f.id;
         renderFolders();
-        guard(loadEvents);
+        guard(() => requestLoad(["events"]));
       });
-      const item = el("li", {}, label);
+      const item = el("li", {}, button);
       if (f.children?.length) item.append(el("ul", {}, ...build(f.children)));
       return item;
     });
   $("#folders").replaceChildren(...build(state.folders));
-  const flat = flatFolders(state.folders);
-  const options = (blank) => [
-    el("option", { value: "", textContent: blank }),
-    ...flat.map((f) => el("option", { value: f.id, textContent: `${"· ".repeat(f.depth)}${f.name}` })),
-  ];
-  $("#folder-parent").replaceChildren(...options("(root)"));
-  for (const select of document.querySelectorAll(".folder-select")) {
+  const empty = $("#folders-empty");
+  empty.hidden = state.folders.length > 0;
+  empty.textContent = `No folders in this channel.${can.manage() ? " Add one below." : ""}`;
+  $("#filter").hidden = !state.folder;
+  $("#filter-text").textContent = state.folder ? `Showing ${folderName(state.folder)} and its sub-folders.` : "";
+
+  // The record forms keep what the user chose there (a click in the tree only filters).
+  const noFolderOk = folderLevel(state.channel, null) >= 2;
+  const fill = (select, options) => {
     const keep = select.value;
-    select.replaceChildren(...options(select.id === "period-folder" ? "(choose a folder)" : "(no folder)"));
-    if (flat.some((f) => f.id === keep)) select.value = keep;
-    else if (state.folder) select.value = state.folder;
-  }
+    select.replaceChildren(...options);
+    if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+  };
+  fill($("#folder-parent"), folderOptions("(top level)", 3, { allowBlank: channelLevel(state.channel) >= 3 }));
+  fill($("#note-folder"), folderOptions("No folder", 2, { allowBlank: noFolderOk }));
+  fill($("#photo-folder"), folderOptions("No folder", 2, { allowBlank: noFolderOk }));
+  fill($("#period-folder"), folderOptions("Choose a folder…", 2));
 }
 
-// ---- events ----------------------------------------------------------------------------
+// ---- the time window -------------------------------------------------------------------
 
 const toInput = (seconds) => {
   const d = new Date(seconds * 1000);
@@ -328,34 +591,29 @@ const toInput = (seconds) => {
 const fromInput = (value) => new Date(value).getTime() / 1000;
 
 function setWindow(seconds) {
-  const now = Date.now() / 1000;
-  $("#from-time").value = toInput(now - seconds);
+  state.windowSeconds = seconds;
   $("#to-time").value = "";
   $("#to-time").placeholder = "now";
-  state.windowSeconds = seconds;
+  for (const b of document.querySelectorAll("[data-window]")) b.setAttribute("aria-pressed", String(Number(b.dataset.window) === seconds));
 }
 
+/** The window shown; a preset window follows now, so a page left open keeps showing "the last 24 h". */
 function timeWindow() {
-  const to = $("#to-time").value ? fromInput($("#to-time").value) : Date.now() / 1000 + 60;
-  const from = $("#from-time").value ? fromInput($("#from-time").value) : to - 86400;
-  return { from, to };
-}
-
-async function loadEvents() {
-  if (!state.channel) {
-    state.events = [];
-    renderEvents();
-    return;
+  const now = Date.now() / 1000;
+  const to = $("#to-time").value ? fromInput($("#to-time").value) : now;
+  let from;
+  if (state.windowSeconds && !$("#to-time").value) {
+    from = now - state.windowSeconds;
+    $("#from-time").value = toInput(from);
+  } else {
+    from = $("#from-time").value ? fromInput($("#from-time").value) : to - 86400;
   }
-  const { from, to } = timeWindow();
-  const query = new URLSearchParams({ fromTime: String(from), toTime: String(to), limit: "500" });
-  if (state.folder) query.append("onlyFolders", state.folder);
-  state.events = await api("GET", `/${state.channel}/events?${query}`);
-  renderEvents();
-  renderChart();
+  return { from, to, live: !$("#to-time").value };
 }
 
-const fmtTime = (t) => new Date(t * 1000).toLocaleString();
+// ---- events ----------------------------------------------------------------------------
+
+const fmtTime = (t) => new Date(t * 1000).toLocaleString([], { dateStyle: "medium", timeStyle: "medium" });
 function fmtDuration(seconds) {
   const s = Math.max(0, Math.round(seconds));
   const h = Math.floor(s / 3600);
@@ -373,79 +631,264 @@ function describe(ev) {
   return ev.description ?? (ev.duration !== undefined ? "period" : "mark");
 }
 
-function folderName(id) {
-  return flatFolders(state.folders).find((f) => f.id === id)?.name ?? "";
+function who(accessId) {
+  if (!accessId) return null;
+  if (accessId === state.access?.accessId) return "you";
+  if (accessId === "system") return "the system";
+  return state.names.get(accessId) ?? accessId;
+}
+
+/** "changed by X · time" when the server says who wrote (createdBy/modifiedBy, API.md §12). */
+function authorship(ev) {
+  if (!ev.modifiedBy && !ev.createdBy) return null;
+  const changed = ev.modifiedBy && ev.modified !== undefined && ev.created !== undefined && ev.modified > ev.created;
+  const text = changed
+    ? `changed by ${who(ev.modifiedBy)} · ${fmtTime(ev.modified)}${ev.createdBy ? ` (created by ${who(ev.createdBy)})` : ""}`
+    : `created by ${who(ev.createdBy ?? ev.modifiedBy)}`;
+  return el("div", { className: "meta who", textContent: text });
+}
+
+function attachmentNodes(ev) {
+  return (ev.attachments ?? []).map((att) => {
+    const url = `/${encodeURIComponent(state.username)}/${state.channel}/events/${ev.id}/${encodeURIComponent(att.fileName)}?readToken=${encodeURIComponent(att.readToken)}`;
+    if ((att.type ?? "").startsWith("image/")) return el("img", { src: url, alt: att.fileName });
+    return el("a", { href: url, textContent: att.fileName });
+  });
+}
+
+function eventBody(ev) {
+  const main = el("div", { className: "body" }, el("div", { className: "what", textContent: describe(ev) }));
+  if (ev.description && describe(ev) !== ev.description) main.append(el("div", { textContent: ev.description }));
+  main.append(el("div", { className: "meta", textContent: `in ${folderName(ev.folderId)}` }));
+  if (ev.tags?.length) main.append(el("div", { className: "tags" }, ...ev.tags.map((t) => el("span", { textContent: t }))));
+  if (ev.duration === null) {
+    const timer = el("div", { className: "running-timer" });
+    timer.dataset.runningSince = String(ev.time);
+    main.append(timer);
+  } else if (typeof ev.duration === "number") {
+    main.append(el("div", { className: "meta", textContent: `duration ${fmtDuration(ev.duration)}` }));
+  }
+  main.append(...attachmentNodes(ev));
+  const by = authorship(ev);
+  if (by) main.append(by);
+  return main;
+}
+
+function actionButton(text, label, onClick, className = "") {
+  const button = el("button", { type: "button", textContent: text, className });
+  button.setAttribute("aria-label", label);
+  button.addEventListener("click", onClick);
+  return button;
 }
 
 function renderEvents() {
+  const { from, to, live } = state.window ?? timeWindow();
   $("#events-count").textContent = `(${state.events.length})`;
+  const editingNode = state.editing ? $(`#events li[data-id="${CSS.escape(state.editing)}"]`) : null;
+  if (state.editing && !state.events.some((ev) => ev.id === state.editing)) state.editing = null;
   $("#events").replaceChildren(
     ...state.events.map((ev) => {
-      const main = el("div", {}, el("div", { className: "what", textContent: describe(ev) }));
-      if (ev.folderId) main.append(el("div", { className: "muted", textContent: `in ${folderName(ev.folderId)}` }));
-      if (ev.tags?.length) main.append(el("div", { className: "tags" }, ...ev.tags.map((t) => el("span", { textContent: t }))));
-      if (ev.duration === null) {
-        const timer = el("div", { className: "running" });
-        timer.dataset.runningSince = String(ev.time);
-        main.append(timer);
-      } else if (typeof ev.duration === "number") {
-        main.append(el("div", { className: "muted", textContent: `duration ${fmtDuration(ev.duration)}` }));
+      if (ev.id === state.editing && editingNode?.querySelector("form.edit")) return editingNode; // keep what is typed
+      const short = `${describe(ev)}, ${fmtTime(ev.time)}`;
+      const actions = el("div", { className: "actions" });
+      if (folderLevel(state.channel, ev.folderId) >= 2) {
+        if (ev.duration === null) actions.append(actionButton("Stop", `Stop ${short}`, () => stopPeriod(ev.id)));
+        actions.append(actionButton("Edit", `Edit ${short}`, () => startEdit(ev.id), "edit"));
+        actions.append(actionButton("Trash", `Trash ${short}`, () => trashEvent(ev), "trash"));
       }
-      for (const att of ev.attachments ?? []) {
-        const url = `/${state.username}/${state.channel}/events/${ev.id}/${encodeURIComponent(att.fileName)}?readToken=${encodeURIComponent(att.readToken)}`;
-        if ((att.type ?? "").startsWith("image/")) main.append(el("img", { src: url, alt: att.fileName }));
-        else main.append(el("a", { href: url, textContent: att.fileName }));
-      }
-      const actions = el("div");
-      if (ev.duration === null) {
-        const stop = el("button", { textContent: "Stop" });
-        stop.addEventListener("click", () => guard(() => api("POST", `/${state.channel}/events/stop`, { id: ev.id })));
-        actions.append(stop);
-      }
-      const trash = el("button", { textContent: "Trash", className: "trash" });
-      trash.addEventListener("click", () => guard(() => api("DELETE", `/${state.channel}/events/${ev.id}`)));
-      actions.append(trash);
-      const item = el("li", {}, el("div", { className: "time", textContent: fmtTime(ev.time) }), main, actions);
+      const item = el("li", { tabIndex: -1 }, el("div", { className: "time" }, el("time", { dateTime: new Date(ev.time * 1000).toISOString(), textContent: fmtTime(ev.time) })), eventBody(ev), actions);
       item.dataset.id = ev.id;
       return item;
     }),
   );
-  tickTimers();
+  const empty = $("#events-empty");
+  empty.hidden = state.events.length > 0;
+  const where = state.folder ? ` in ${folderName(state.folder)}` : "";
+  const hint = !state.channel ? "" : can.contribute() ? " Record something above, or choose a longer window." : " Choose a longer window.";
+  empty.textContent = state.channel
+    ? `Nothing recorded${where} between ${fmtTime(from)} and ${live ? "now" : fmtTime(to)}.${hint}`
+    : "Choose a channel to see its events.";
+
+  const lanesIds = new Set(state.events.map((ev) => ev.folderId ?? null));
+  const lanes = flatFolders(state.folders).filter((f) => lanesIds.has(f.id)).map((f) => ({ id: f.id, name: f.name }));
+  if (lanesIds.has(null)) lanes.push({ id: null, name: "No folder" });
+  for (const id of lanesIds) if (id && !lanes.some((l) => l.id === id)) lanes.push({ id, name: folderName(id) });
+  if (state.events.length) {
+    drawTimeline($("#timeline"), { from, to, events: state.events, lanes, describe });
+  } else {
+    $("#timeline").replaceChildren(el("p", { className: "empty", textContent: "Nothing in this window." }));
+  }
+  drawCharts($("#charts"), {
+    events: state.events,
+    folderName,
+    emptyText: "No numeric values in this window: record a Value (e.g. type mass:kg) to see its chart.",
+  });
+  tick();
 }
 
-function tickTimers() {
+function tick() {
   const now = Date.now() / 1000;
-  for (const node of document.querySelectorAll("[data-running-since]")) {
+  for (const node of document.querySelectorAll(".running-timer[data-running-since]")) {
     node.textContent = `running ${fmtDuration(now - Number(node.dataset.runningSince))}`;
   }
+  tickTimeline($("#timeline"));
 }
-setInterval(tickTimers, 1000);
+setInterval(tick, 1000);
+// A preset window follows now: every minute, the window moves (and refetches).
+setInterval(() => {
+  if (state.mode && state.windowSeconds && !$("#to-time").value && !$("#dashboard").hidden) guard(() => requestLoad(["events"]));
+}, 60_000);
 
-function renderChart() {
-  const folder = $("#chart-folder").value || null;
-  const points = state.events
-    .filter((ev) => typeof ev.value?.value === "number" && (!folder || ev.folderId === folder))
-    .map((ev) => [ev.time, ev.value.value])
-    .sort((a, b) => a[0] - b[0]);
-  state.chart?.destroy();
-  state.chart = null;
-  const box = $("#chart");
-  box.replaceChildren();
-  if (points.length < 1) {
-    box.append(el("p", { className: "muted", textContent: "No numeric values in this window." }));
-    return;
+let lastTimelineWidth = 0;
+new ResizeObserver(() => {
+  const width = $("#timeline").clientWidth;
+  if (width && Math.abs(width - lastTimelineWidth) > 2 && state.events.length && state.window) {
+    lastTimelineWidth = width;
+    renderEvents();
   }
-  const width = Math.max(300, box.clientWidth || 600);
-  state.chart = new uPlot(
-    {
-      width,
-      height: 200,
-      series: [{}, { label: "value", stroke: "#2f6fde", width: 2, points: { show: points.length < 60 } }],
-      axes: [{}, {}],
-    },
-    [points.map((p) => p[0]), points.map((p) => p[1])],
-    box,
+}).observe($("#timeline"));
+
+// ---- editing in place ------------------------------------------------------------------
+
+function field(label, input) {
+  input.id = `edit-${label.toLowerCase().replace(/\W+/g, "-")}`;
+  return [el("label", { htmlFor: input.id, textContent: label }), input];
+}
+
+function startEdit(id) {
+  const ev = state.events.find((e) => e.id === id);
+  const item = $(`#events li[data-id="${CSS.escape(id)}"]`);
+  if (!ev || !item) return;
+  if (state.editing && state.editing !== id) cancelEdit();
+  state.editing = id;
+  const form = el("form", { className: "edit" });
+  form.setAttribute("aria-label", `Edit ${describe(ev)}`);
+  const time = el("input", { type: "datetime-local", step: 1, value: toInput(ev.time), required: true });
+  form.append(...field("When", time));
+  const kind = typeof ev.value?.value === "number" ? "number" : ev.value?.type === "note:txt" ? "text" : null;
+  let value = null;
+  if (kind) {
+    value = el("input", { type: kind === "number" ? "number" : "text", step: "any", value: String(ev.value.value), required: true });
+    form.append(...field(kind === "number" ? `Value (${splitType(ev.value.type).unit || ev.value.type})` : "Text", value));
+  }
+  const tags = el("input", { value: (ev.tags ?? []).join(", ") });
+  form.append(...field("Tags", tags));
+  const folder = el("select");
+  folder.replaceChildren(...folderOptions("No folder", 2, { allowBlank: folderLevel(state.channel, null) >= 2 }));
+  folder.value = ev.folderId ?? "";
+  form.append(...field("Folder", folder));
+  const description = el("input", { value: ev.description ?? "" });
+  form.append(...field("Description", description));
+  const save = el("button", { type: "submit", textContent: "Save", className: "primary" });
+  const cancel = el("button", { type: "button", textContent: "Cancel" });
+  cancel.addEventListener("click", cancelEdit);
+  form.append(el("div", { className: "buttons" }, save, cancel));
+  form.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") cancelEdit();
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    guard(async () => {
+      const body = {
+        time: fromInput(time.value),
+        tags: tagsOf(tags),
+        folderId: folder.value || null,
+        description: description.value.trim() || null,
+      };
+      if (value) {
+        const v = kind === "number" ? Number(value.value) : value.value;
+        if (kind === "number" && !Number.isFinite(v)) throw new ApiError("INVALID_PARAMETERS_FORMAT", "a value must be a number");
+        body.value = { type: ev.value.type, value: v };
+      }
+      await api("PUT", `/${state.channel}/events/${encodeURIComponent(id)}`, body);
+      state.editing = null;
+      await requestLoad(["events"]);
+      toast("Saved.");
+      $(`#events li[data-id="${CSS.escape(id)}"] button.edit`)?.focus();
+    });
+  });
+  item.replaceChildren(form);
+  time.focus();
+}
+
+function cancelEdit() {
+  const id = state.editing;
+  state.editing = null;
+  renderEvents();
+  if (id) $(`#events li[data-id="${CSS.escape(id)}"] button.edit`)?.focus();
+}
+
+// ---- trash -----------------------------------------------------------------------------
+
+async function trashEvent(ev) {
+  await guard(async () => {
+    await api("DELETE", `/${state.channel}/events/${encodeURIComponent(ev.id)}`);
+    const channel = state.channel;
+    await requestLoad(["events"]);
+    toast(`Moved to the trash: ${describe(ev)}.`, {
+      label: "Undo",
+      run: async () => {
+        await api("PUT", `/${channel}/events/${encodeURIComponent(ev.id)}`, { trashed: false });
+        await requestLoad(["events"]);
+        toast("Restored.");
+      },
+    });
+  });
+}
+
+function setView(view) {
+  state.view = view;
+  $("#events-view").hidden = view !== "events";
+  $("#trash-view").hidden = view !== "trash";
+  $("#view-events").setAttribute("aria-pressed", String(view === "events"));
+  $("#view-trash").setAttribute("aria-pressed", String(view === "trash"));
+}
+
+async function showTrash() {
+  setView("trash");
+  $("#trash").replaceChildren();
+  await guard(() => requestLoad(["events"]));
+}
+
+function renderTrash() {
+  $("#trash-count").textContent = `(${state.trash.length})`;
+  $("#trash").replaceChildren(
+    ...state.trash.map((ev) => {
+      const short = `${describe(ev)}, ${fmtTime(ev.time)}`;
+      const actions = el("div", { className: "actions" });
+      if (folderLevel(state.channel, ev.folderId) >= 2) {
+        actions.append(
+          actionButton("Restore", `Restore ${short}`, () =>
+            guard(async () => {
+              await api("PUT", `/${state.channel}/events/${encodeURIComponent(ev.id)}`, { trashed: false });
+              await requestLoad(["events"]);
+              toast(`Restored: ${describe(ev)}.`);
+            }),
+          "restore"),
+        );
+        const forever = actionButton("Delete forever", `Delete forever ${short}`, () => {
+          // Two steps: the button asks for a confirmation in place.
+          const confirm = actionButton("Confirm: delete forever", `Confirm: delete forever ${short}`, () =>
+            guard(async () => {
+              await api("DELETE", `/${state.channel}/events/${encodeURIComponent(ev.id)}`);
+              await requestLoad(["events"]);
+              toast("Deleted for good.");
+            }),
+          "danger confirm");
+          const keep = actionButton("Keep", `Keep ${short}`, () => renderTrash());
+          actions.replaceChildren(confirm, keep);
+          keep.focus();
+        }, "danger");
+        actions.append(forever);
+      }
+      const item = el("li", {}, el("div", { className: "time", textContent: fmtTime(ev.time) }), eventBody(ev), actions);
+      item.dataset.id = ev.id;
+      return item;
+    }),
   );
+  const empty = $("#trash-empty");
+  empty.hidden = state.trash.length > 0;
+  empty.textContent = "The trash of this window is empty.";
 }
 
 // ---- recording -------------------------------------------------------------------------
@@ -465,7 +908,7 @@ async function recordNote(event) {
     let value;
     if (kind === "value") {
       const number = Number(text);
-      if (!Number.isFinite(number)) throw new ApiError("INVALID_PARAMETERS_FORMAT", "a value must be a number");
+      if (!text.trim() || !Number.isFinite(number)) throw new ApiError("INVALID_PARAMETERS_FORMAT", "a value must be a number");
       value = { type: $("#note-type").value.trim() || "count:generic", value: number };
     } else {
       value = { type: "note:txt", value: text };
@@ -473,7 +916,9 @@ async function recordNote(event) {
     const body = { value, tags: tagsOf($("#note-tags")), folderId: $("#note-folder").value || null };
     await api("POST", `/${state.channel}/events`, body);
     $("#note-text").value = "";
-    await loadEvents();
+    $("#note-tags").value = "";
+    await requestLoad(["events"]);
+    toast("Recorded.");
   });
 }
 
@@ -482,15 +927,19 @@ async function startPeriod(event) {
   await guard(async () => {
     const folderId = $("#period-folder").value;
     if (!folderId) throw new ApiError("MISSING_FOLDER", "choose a folder to start a period in");
-    await api("POST", `/${state.channel}/events/start`, { folderId });
-    await loadEvents();
+    const { stoppedId } = await api("POST", `/${state.channel}/events/start`, { folderId });
+    await requestLoad(["events"]);
+    toast(stoppedId ? "Started (the period that was running is stopped)." : "Started.");
   });
 }
 
-async function stopPeriod() {
+async function stopPeriod(id) {
   await guard(async () => {
-    await api("POST", `/${state.channel}/events/stop`, {});
-    await loadEvents();
+    const running = state.events.filter((ev) => ev.duration === null);
+    const body = id ? { id } : running.length === 1 ? { id: running[0].id } : {};
+    const { stoppedId } = await api("POST", `/${state.channel}/events/stop`, body);
+    await requestLoad(["events"]);
+    toast(stoppedId ? "Stopped." : "Nothing was running: nothing to stop.");
   });
 }
 
@@ -505,7 +954,8 @@ async function uploadPhoto(event) {
     form.append("file", file, file.name);
     await api("POST", `/${state.channel}/events`, undefined, { form });
     $("#photo-file").value = "";
-    await loadEvents();
+    await requestLoad(["events"]);
+    toast("Uploaded.");
   });
 }
 
@@ -514,8 +964,7 @@ async function createChannel(event) {
   await guard(async () => {
     const { id } = await api("POST", "/channels", { name: $("#channel-name").value.trim() });
     $("#channel-name").value = "";
-    state.channel = id;
-    await loadChannels();
+    await requestLoad(["channels"], { channel: id });
   });
 }
 
@@ -526,14 +975,16 @@ async function createFolder(event) {
     const body = { name: $("#folder-name").value.trim(), parentId: $("#folder-parent").value || null };
     await api("POST", `/${state.channel}/folders`, body);
     $("#folder-name").value = "";
-    await loadFolders();
+    await requestLoad(["folders"]);
   });
 }
 
 // ---- wiring ----------------------------------------------------------------------------
 
 $("#login-form").addEventListener("submit", login);
-$("#logout").addEventListener("click", () => logout(true));
+$("#logout").addEventListener("click", logout);
+$("#ended-login").addEventListener("click", () => showLogin());
+$("#error-close").addEventListener("click", () => showError(null));
 $("#channel-form").addEventListener("submit", createChannel);
 $("#folder-form").addEventListener("submit", createFolder);
 $("#note-form").addEventListener("submit", recordNote);
@@ -541,15 +992,31 @@ $("#note-kind").addEventListener("change", () => {
   $("#note-type").hidden = $("#note-kind").value !== "value";
 });
 $("#period-form").addEventListener("submit", startPeriod);
-$("#period-stop").addEventListener("click", stopPeriod);
+$("#period-stop").addEventListener("click", () => stopPeriod(null));
 $("#photo-form").addEventListener("submit", uploadPhoto);
-$("#chart-folder").addEventListener("change", renderChart);
-for (const input of ["#from-time", "#to-time"]) $(input).addEventListener("change", () => guard(loadEvents));
+$("#filter-clear").addEventListener("click", () => {
+  state.folder = null;
+  renderFolders();
+  guard(() => requestLoad(["events"]));
+});
+$("#view-events").addEventListener("click", () => {
+  setView("events");
+  guard(() => requestLoad(["events"]));
+});
+$("#view-trash").addEventListener("click", showTrash);
+for (const input of ["#from-time", "#to-time"]) {
+  $(input).addEventListener("change", () => {
+    state.windowSeconds = null;
+    for (const b of document.querySelectorAll("[data-window]")) b.setAttribute("aria-pressed", "false");
+    guard(() => requestLoad(["events"]));
+  });
+}
 for (const button of document.querySelectorAll("[data-window]")) {
   button.addEventListener("click", () => {
     setWindow(Number(button.dataset.window));
-    guard(loadEvents);
+    guard(() => requestLoad(["events"]));
   });
 }
 
+setWindow(86400);
 start();

@@ -1,0 +1,73 @@
+// Numeric values of the window, one uPlot chart per (folder, value type), the unit on the axis.
+import uPlot from "./vendor/uPlot-1.6.32.esm.js";
+
+/** "mass:kg" / "mass/kg" → {quantity: "mass", unit: "kg"}. */
+export function splitType(type) {
+  const [quantity, unit = ""] = String(type ?? "").split(/[:/]/, 2);
+  return { quantity: quantity || "value", unit: unit === "generic" ? "" : unit };
+}
+
+const charts = new Map(); // key → {plot, box}
+let observer = null;
+
+function fit(entry) {
+  const width = Math.max(200, Math.floor(entry.box.clientWidth));
+  if (entry.plot.width !== width) entry.plot.setSize({ width, height: 180 });
+}
+
+/**
+ * @param {HTMLElement} box the container
+ * @param {{events: any[], folderName: (id: string|null) => string, emptyText: string}} model
+ */
+export function drawCharts(box, model) {
+  for (const { plot } of charts.values()) plot.destroy();
+  charts.clear();
+  observer?.disconnect();
+  const groups = new Map();
+  for (const ev of model.events) {
+    const v = ev.value;
+    if (!v || typeof v.value !== "number" || !Number.isFinite(v.value)) continue;
+    const key = `${ev.folderId ?? ""}\u0000${v.type}`;
+    if (!groups.has(key)) groups.set(key, { folderId: ev.folderId ?? null, type: v.type, points: [] });
+    groups.get(key).points.push([ev.time, v.value]);
+  }
+  if (groups.size === 0) {
+    const p = document.createElement("p");
+    p.className = "empty";
+    p.textContent = model.emptyText;
+    box.replaceChildren(p);
+    return;
+  }
+  box.replaceChildren();
+  observer = new ResizeObserver(() => charts.forEach(fit));
+  for (const [key, group] of groups) {
+    const { quantity, unit } = splitType(group.type);
+    const figure = document.createElement("figure");
+    figure.className = "chart";
+    const title = document.createElement("h3");
+    title.textContent = `${model.folderName(group.folderId)} — ${quantity}${unit ? ` (${unit})` : ""}`;
+    const plotBox = document.createElement("div");
+    plotBox.className = "plot";
+    figure.dataset.type = group.type;
+    figure.append(title, plotBox);
+    box.append(figure);
+    const points = group.points.sort((a, b) => a[0] - b[0]);
+    const last = points[points.length - 1][1];
+    plotBox.setAttribute("role", "img");
+    plotBox.setAttribute("aria-label", `${title.textContent}: ${points.length} values, latest ${last}${unit ? ` ${unit}` : ""}`);
+    const plot = new uPlot(
+      {
+        width: Math.max(200, Math.floor(plotBox.clientWidth || 320)),
+        height: 180,
+        legend: { show: false },
+        series: [{}, { label: quantity, stroke: "#1f5bc4", width: 2, points: { show: points.length < 60 } }],
+        axes: [{ stroke: "#535c6e" }, { label: unit || quantity, stroke: "#535c6e", size: 55 }],
+      },
+      [points.map((p) => p[0]), points.map((p) => p[1])],
+      plotBox,
+    );
+    const entry = { plot, box: plotBox };
+    charts.set(key, entry);
+    observer.observe(plotBox);
+  }
+}

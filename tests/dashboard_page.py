@@ -1,0 +1,114 @@
+"""Driving the dashboard in Debian's Chromium (Playwright): the browser, pages at a desktop or a
+phone size, the login, screenshots for review, and the axe-core accessibility check."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parent.parent
+# Screenshots of the main states, written by the tests for review (README shows two of them,
+# copied to docs/screenshots/). PRYVRT_SCREENSHOTS moves the folder.
+SHOTS = Path(os.environ.get("PRYVRT_SCREENSHOTS") or ROOT / "build" / "screenshots")
+# axe-core, vendored from npm (tests/vendor/axe-core/README.md): nothing is downloaded.
+AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
+
+VIEWPORTS: dict[str, dict[str, Any]] = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "is_mobile": True,
+        "has_touch": True,
+        "device_scale_factor": 2,
+    },
+}
+
+
+@contextlib.asynccontextmanager
+async def launched() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        assert CHROMIUM is not None
+        instance = await p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+async def open_page(browser: Any, errors: list[str], size: str = "desktop") -> Any:
+    """A page in a browser profile of its own (cookies, storage) at that size; uncaught page
+    errors go to ``errors``."""
+    context = await browser.new_context(**VIEWPORTS[size])
+    page = await context.new_page()
+    page.set_default_timeout(10_000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page
+
+
+async def login(page: Any, url: str, username: str, password: str = "secret-pw") -> None:
+    await page.goto(url)
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", password)
+    await page.click("#login-submit")
+    await page.wait_for_selector("#dashboard:not([hidden])")
+    await page.wait_for_selector("#conn-state[data-state='connected']")
+
+
+async def shot(page: Any, name: str, full_page: bool = True) -> Path:
+    """Save a screenshot of the page as it is now (``full_page=False``: the screen only)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+async def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's WCAG 2.x A/AA rules on the page as shown; the serious and critical ones.
+
+    The page's CSP allows only its own scripts: axe is evaluated through the DevTools
+    protocol, which the CSP does not govern (the page itself is not changed)."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = await page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {
+                runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
+                resultTypes: ["violations"],
+            });
+            return r.violations.map((v) => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map((n) => n.target.join(" ") + " " + (n.failureSummary || "")),
+            }));
+        }"""
+    )
+    return [v for v in result if v["impact"] in ("serious", "critical")]
+
+
+def describe_violations(violations: list[dict[str, Any]]) -> str:
+    return json.dumps(violations, indent=1)[:4000]
+
+
+async def no_horizontal_scroll(page: Any) -> tuple[int, int]:
+    """The page's scroll width and the viewport's width."""
+    sizes = await page.evaluate(
+        "() => [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    return int(sizes[0]), int(sizes[1])
