@@ -100,6 +100,11 @@ async def populate(api: Api, username: str, session: str) -> dict[str, str]:
     return {"diary": diary, "health": health, "work": work}
 
 
+async def stored_event(api: Api, username: str, auth: str, channel: str, event_id: str) -> Any:
+    listed = (await api.get(f"/{username}/{channel}/events?state=all", auth=auth)).body
+    return next(ev for ev in listed if ev["id"] == event_id)
+
+
 async def visible_text(page: Any) -> str:
     return str(await page.evaluate("document.body.innerText"))
 
@@ -549,7 +554,7 @@ async def test_an_event_is_edited_in_place_and_a_live_refresh_keeps_the_form(
     await page.click("#events form.edit button:has-text('Save')")
     await page.wait_for_selector("#events li:has-text('note:txt: first draft')")
     await page.wait_for_selector("#events form.edit", state="detached")
-    stored = (await api.get(f"/{username}/{channel}/events/{event_id}", auth=session)).body
+    stored = await stored_event(api, username, session, channel, event_id)
     assert stored["value"] == {"type": NOTE, "value": "first draft"}
     assert stored["tags"] == ["x", "fixed"] and stored["description"] == "typo fixed"
     # Escape cancels without writing
@@ -558,7 +563,7 @@ async def test_an_event_is_edited_in_place_and_a_live_refresh_keeps_the_form(
     await page.keyboard.press("Escape")
     await page.wait_for_selector("#events form.edit", state="detached")
     await page.wait_for_selector("#events li:has-text('first draft') button.edit:focus")
-    stored = (await api.get(f"/{username}/{channel}/events/{event_id}", auth=session)).body
+    stored = await stored_event(api, username, session, channel, event_id)
     assert stored["value"]["value"] == "first draft"
     assert errors == []
 
@@ -575,25 +580,28 @@ async def test_who_changed_an_event_is_shown_when_the_server_says_it(api: Api, b
     listed = (await api.get(f"/{username}/tokens", auth=session)).body
     phone = next(t for t in listed if t["id"] == tokens["phone"])
     page = await open_page(browser, [], "desktop")
-
-    async def add_authors(route: Any) -> None:
-        response = await route.fetch()
-        events = await response.json()
-        me = (await api_info(page))["accessId"]
-        for ev in events:
-            text = ev["value"]["value"]
-            if text == "by me":
-                ev.update(created=ev["time"], modified=ev["time"] + 60, createdBy=phone["accessId"], modifiedBy=me)
-            elif text == "by the phone app":
-                ev.update(created=ev["time"], modified=ev["time"], createdBy=phone["accessId"], modifiedBy=phone["accessId"])
-        await route.fulfill(response=response, body=json.dumps(events))
-
-    async def api_info(p: Any) -> Any:
-        return await p.evaluate(
-            "fetch(location.pathname + 'access-info', {headers: {'X-Pryvrt-CSRF': '1'}}).then((r) => r.json())"
-        )
-
-    await page.route(f"**/{username}/{channel}/events?*", add_authors)
+    # The page's fetch, wrapped before its scripts run: events answers get the fields.
+    await page.add_init_script(
+        """(() => {
+        const original = window.fetch;
+        const phone = %s;
+        window.fetch = async (...args) => {
+            const res = await original(...args);
+            if (!String(args[0]).includes("/events?")) return res;
+            const events = await res.clone().json();
+            if (!Array.isArray(events)) return res;
+            const info = await original(location.pathname + "access-info", { headers: { "X-Pryvrt-CSRF": "1" } });
+            const me = (await info.json()).accessId;
+            for (const ev of events) {
+                const text = ev.value && ev.value.value;
+                if (text === "by me") Object.assign(ev, { created: ev.time, modified: ev.time + 60, createdBy: phone, modifiedBy: me });
+                if (text === "by the phone app") Object.assign(ev, { created: ev.time, modified: ev.time, createdBy: phone, modifiedBy: phone });
+            }
+            return new Response(JSON.stringify(events), { status: res.status, headers: res.headers });
+        };
+    })()"""
+        % json.dumps(phone["accessId"])
+    )
     await login(page, url(api, f"/{username}/"), username)
     await page.wait_for_selector("#events li:has-text('by me') .who")
     assert f"changed by you" in (await page.text_content("#events li:has-text('by me') .who") or "")

@@ -714,7 +714,10 @@ function renderEvents() {
   if (lanesIds.has(null)) lanes.push({ id: null, name: "No folder" });
   for (const id of lanesIds) if (id && !lanes.some((l) => l.id === id)) lanes.push({ id, name: folderName(id) });
   if (state.events.length) {
-    drawTimeline($("#timeline"), { from, to, events: state.events, lanes, describe });
+    // A window that ends now gets room on the right for the running bars to grow into
+    // until the next refetch (a preset window moves every minute).
+    const end = live ? to + Math.max(90, (to - from) * 0.03) : to;
+    drawTimeline($("#timeline"), { from, to: end, events: state.events, lanes, describe });
   } else {
     $("#timeline").replaceChildren(el("p", { className: "empty", textContent: "Nothing in this window." }));
   }
