@@ -3,6 +3,7 @@ phone size, the login, screenshots for review, and the axe-core accessibility ch
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -74,7 +75,7 @@ async def login(page: Any, url: str, username: str, password: str = "secret-pw")
 
 async def shot(page: Any, name: str, full_page: bool = True) -> Path:
     """Save a screenshot of the page as it is now (``full_page=False``: the screen only)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=full_page)
     return path
@@ -108,7 +109,5 @@ def describe_violations(violations: list[dict[str, Any]]) -> str:
 
 async def no_horizontal_scroll(page: Any) -> tuple[int, int]:
     """The page's scroll width and the viewport's width."""
-    sizes = await page.evaluate(
-        "() => [document.documentElement.scrollWidth, window.innerWidth]"
-    )
+    sizes = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     return int(sizes[0]), int(sizes[1])

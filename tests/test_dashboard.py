@@ -121,7 +121,7 @@ async def test_a_user_logs_in_records_events_and_sees_other_writes_live(
         auth=session,
     )
     assert reply.status == 201, reply
-    await page.wait_for_selector("#events li:has-text('mass:kg: 71.5')", timeout=3_000)
+    await page.wait_for_selector("#events li .what:text-is('mass 71.5 kg')", timeout=3_000)
     await page.wait_for_selector("#charts canvas")
 
     # a period started in a folder shows a running timer; stop ends it
@@ -180,7 +180,7 @@ async def test_a_shared_link_opens_the_dashboard_with_the_token(api: Api, browse
     errors: list[str] = []
     page = await open_page(browser, errors)
     await page.goto(str(api.client.make_url(f"/{username}/?auth={token}")))
-    await page.wait_for_selector("#events li:has-text('note:txt: hi')")
+    await page.wait_for_selector("#events li .what:text-is('hi')")
     await page.wait_for_selector("#conn-state[data-state='connected']")
     assert "shared link" in (await page.text_content("#who") or "")
     # the token lives in the page's memory only: not stored, and gone from the address bar

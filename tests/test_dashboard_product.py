@@ -1,5 +1,5 @@
 """Dashboard 2.0 in Debian's Chromium (issue 18): each defect found driving the first version,
-at a desktop size and at 390×844; the timeline, charts, trash, editing in place and the
+at a desktop size and at 390x844; the timeline, charts, trash, editing in place and the
 signed-out / ended / offline states; controls by what the credential may do; axe-core's
 accessibility check; the live-update latency; screenshots of the main states."""
 
@@ -49,7 +49,9 @@ def url(api: Api, path: str) -> str:
 
 async def note(api: Api, username: str, auth: str, channel: str, text: str, **extra: Any) -> str:
     reply = await api.post(
-        f"/{username}/{channel}/events", {"value": {"type": NOTE, "value": text}, **extra}, auth=auth
+        f"/{username}/{channel}/events",
+        {"value": {"type": NOTE, "value": text}, **extra},
+        auth=auth,
     )
     assert reply.status == 201, reply
     return str(reply.body["id"])
@@ -95,7 +97,14 @@ async def populate(api: Api, username: str, session: str) -> dict[str, str]:
     await note(api, username, session, diary, "Slept well", time=now - 23 * 3600, tags=["sleep"])
     await note(api, username, session, diary, "Lunch with Ana", time=now - 6 * 3600, tags=["food"])
     await note(
-        api, username, session, diary, "Ran 5 km", time=now - 2 * 3600, folderId=health, tags=["run"]
+        api,
+        username,
+        session,
+        diary,
+        "Ran 5 km",
+        time=now - 2 * 3600,
+        folderId=health,
+        tags=["run"],
     )
     return {"diary": diary, "health": health, "work": work}
 
@@ -103,6 +112,12 @@ async def populate(api: Api, username: str, session: str) -> dict[str, str]:
 async def stored_event(api: Api, username: str, auth: str, channel: str, event_id: str) -> Any:
     listed = (await api.get(f"/{username}/{channel}/events?state=all", auth=auth)).body
     return next(ev for ev in listed if ev["id"] == event_id)
+
+
+async def unfold(page: Any, details: str) -> None:
+    """Open a folded section (``<details>``) as a user would: a click on its summary."""
+    if not await page.eval_on_selector(details, "d => d.open"):
+        await page.click(f"{details} > summary")
 
 
 async def visible_text(page: Any) -> str:
@@ -156,7 +171,9 @@ async def test_the_page_fits_360_and_390_px_wide_screens_and_the_charts_follow_t
     page = await open_page(browser, errors, "desktop")
     await login(page, url(api, f"/{username}/"), username)
     await page.wait_for_selector("#charts canvas")
-    desktop_chart = await page.eval_on_selector("#charts canvas", "c => c.getBoundingClientRect().width")
+    desktop_chart = await page.eval_on_selector(
+        "#charts canvas", "c => c.getBoundingClientRect().width"
+    )
     for width in (390, 360):
         await page.set_viewport_size({"width": width, "height": 844})
         await page.wait_for_function(
@@ -165,7 +182,14 @@ async def test_the_page_fits_360_and_390_px_wide_screens_and_the_charts_follow_t
         )
         scroll, inner = await no_horizontal_scroll(page)
         assert scroll <= inner, f"{width}px: the page is {scroll}px wide"
-        for selector in ("#content", "#sidebar", "#note-submit", "#period-start", "#events li", "#timeline svg"):
+        for selector in (
+            "#content",
+            "#sidebar",
+            "#note-submit",
+            "#period-start",
+            "#events li",
+            "#timeline svg",
+        ):
             box = await page.locator(selector).first.bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (
                 width,
@@ -175,7 +199,9 @@ async def test_the_page_fits_360_and_390_px_wide_screens_and_the_charts_follow_t
         # one column: the content starts at the left edge, not beside the sidebar
         content = await page.locator("#content").bounding_box()
         assert content is not None and content["x"] < 20
-    phone_chart = await page.eval_on_selector("#charts canvas", "c => c.getBoundingClientRect().width")
+    phone_chart = await page.eval_on_selector(
+        "#charts canvas", "c => c.getBoundingClientRect().width"
+    )
     assert phone_chart < desktop_chart
     assert errors == []
 
@@ -232,8 +258,14 @@ async def test_changes_written_while_the_socket_reconnects_after_a_restart_appea
             # switching channel while offline: the selection and the data stay together
             await page.click("#channels button:has-text('Second')")
             await page.wait_for_selector("#toast:has-text('Offline')")
-            assert await page.get_attribute("#channels button:has-text('First')", "aria-current") == "true"
-            assert await page.get_attribute("#channels button:has-text('Second')", "aria-current") == "false"
+            assert (
+                await page.get_attribute("#channels button:has-text('First')", "aria-current")
+                == "true"
+            )
+            assert (
+                await page.get_attribute("#channels button:has-text('Second')", "aria-current")
+                == "false"
+            )
             assert await page.is_visible("#events li:has-text('in first')")
             assert not await page.is_visible("#events li:has-text('in second')")
             assert await page.is_hidden("#error")  # offline is the banner's, not an error box
@@ -362,7 +394,7 @@ async def test_a_contributor_link_records_but_cannot_manage_folders_or_channels(
     )
     page = await open_page(browser, [], "desktop")
     await page.goto(url(api, f"/{username}/?auth={contribute}"))
-    await page.wait_for_selector("#events li:has-text(\"anyone's note\")")
+    await page.wait_for_selector('#events li:has-text("anyone\'s note")')
     assert await page.is_visible("#record") and await page.is_visible("#view-trash")
     assert not await page.is_visible("#channel-form") and not await page.is_visible("#folder-form")
     assert await page.locator("#events li button.edit").count() == 1
@@ -372,11 +404,13 @@ async def test_a_contributor_link_records_but_cannot_manage_folders_or_channels(
 
     page = await open_page(browser, [], "desktop")
     await page.goto(url(api, f"/{username}/?auth={only_health}"))
-    await page.wait_for_selector("#events li:has-text(\"anyone's note\")")
-    options = await page.eval_on_selector_all("#note-folder option", "os => os.map((o) => o.textContent)")
+    await page.wait_for_selector('#events li:has-text("anyone\'s note")')
+    options = await page.eval_on_selector_all(
+        "#note-folder option", "os => os.map((o) => o.textContent)"
+    )
     assert options == ["Health"]  # neither "No folder" nor Money: they would be refused
     # the note with no folder is out of its contribute scope: no Edit, no Trash on it
-    assert await page.locator("#events li:has-text(\"anyone's note\") button").count() == 0
+    assert await page.locator('#events li:has-text("anyone\'s note") button').count() == 0
 
 
 # ---- usability ----------------------------------------------------------------------------
@@ -392,11 +426,14 @@ async def test_recording_stopping_trashing_and_restoring_give_feedback_and_keep_
     await login(page, url(api, f"/{username}/"), username)
     # empty states say what to do
     await page.wait_for_selector("#channels-empty:has-text('add one below')")
+    await unfold(page, "#channel-add")  # folded on a phone
     await page.fill("#channel-name", "Diary")
     await page.click("#channel-create")
     await page.wait_for_selector("#channels button[aria-current='true']:has-text('Diary')")
     await page.wait_for_selector("#events-empty:has-text('Nothing recorded')")
     await page.wait_for_selector("#charts .empty:has-text('No numeric values')")
+    await unfold(page, "#folder-add")
+    await unfold(page, "#record")
     for name in ("Health", "Work"):
         await page.fill("#folder-name", name)
         await page.click("#folder-create")
@@ -406,7 +443,10 @@ async def test_recording_stopping_trashing_and_restoring_give_feedback_and_keep_
     await page.select_option("#note-folder", label="Work")
     await page.click("#folders button:has-text('Health')")
     await page.wait_for_selector("#filter:has-text('Health')")
-    assert await page.eval_on_selector("#note-folder", "s => s.selectedOptions[0].textContent") == "Work"
+    assert (
+        await page.eval_on_selector("#note-folder", "s => s.selectedOptions[0].textContent")
+        == "Work"
+    )
     await page.click("#filter-clear")
     await page.wait_for_selector("#filter", state="hidden")
 
@@ -450,7 +490,9 @@ async def test_recording_stopping_trashing_and_restoring_give_feedback_and_keep_
     assert errors == []
 
 
-async def test_the_last_channel_viewed_is_shown_again_after_a_reload(api: Api, browser: Any) -> None:
+async def test_the_last_channel_viewed_is_shown_again_after_a_reload(
+    api: Api, browser: Any
+) -> None:
     username, session = await api.user()
     await api.channel(username, session, name="Alpha")
     beta = await api.channel(username, session, name="Beta")
@@ -464,7 +506,9 @@ async def test_the_last_channel_viewed_is_shown_again_after_a_reload(api: Api, b
     await page.wait_for_selector("#events li:has-text('in beta')")
     # what is kept: the channel's id, nothing else (no credential)
     stored = await page.evaluate("Object.entries(localStorage)")
-    assert stored == [[f"pryvrt:ui:{username}", json.dumps({"channel": beta}, separators=(",", ":"))]]
+    assert stored == [
+        [f"pryvrt:ui:{username}", json.dumps({"channel": beta}, separators=(",", ":"))]
+    ]
 
 
 async def test_favicon_is_served(api: Api) -> None:
@@ -501,7 +545,9 @@ async def test_the_timeline_draws_marks_periods_and_a_running_period_that_grows(
     await page.wait_for_selector("#timeline rect.running")
     assert await page.locator("#timeline circle.mark").count() == 1
     assert await page.locator("#timeline rect.period").count() == 1
-    labels = await page.eval_on_selector_all("#timeline .lane-label", "ls => ls.map((l) => l.textContent)")
+    labels = await page.eval_on_selector_all(
+        "#timeline .lane-label", "ls => ls.map((l) => l.textContent)"
+    )
     assert labels == ["Work", "No folder"]
     before = float(await page.get_attribute("#timeline rect.running", "width") or 0)
     await page.wait_for_timeout(2200)
@@ -518,14 +564,22 @@ async def test_numeric_values_are_charted_per_folder_and_type_with_their_unit(
     now = time.time()
     for i, (kg, steps) in enumerate(((70.5, 3000), (70.1, 5200))):
         for body in (
-            {"time": now - 600 * (i + 1), "folderId": health, "value": {"type": "mass:kg", "value": kg}},
+            {
+                "time": now - 600 * (i + 1),
+                "folderId": health,
+                "value": {"type": "mass:kg", "value": kg},
+            },
             {"time": now - 600 * (i + 1), "value": {"type": "count:steps", "value": steps}},
         ):
-            assert (await api.post(f"/{username}/{channel}/events", body, auth=session)).status == 201
+            assert (
+                await api.post(f"/{username}/{channel}/events", body, auth=session)
+            ).status == 201
     page = await open_page(browser, [], "desktop")
     await login(page, url(api, f"/{username}/"), username)
     await page.wait_for_selector("#charts figure >> nth=1")
-    titles = await page.eval_on_selector_all("#charts figure h3", "hs => hs.map((h) => h.textContent)")
+    titles = await page.eval_on_selector_all(
+        "#charts figure h3", "hs => hs.map((h) => h.textContent)"
+    )
     assert sorted(titles) == ["Health — mass (kg)", "No folder — count (steps)"]
     axis = await page.text_content("#charts figure[data-type='mass:kg']")
     assert axis is not None and "kg" in axis
@@ -552,7 +606,7 @@ async def test_an_event_is_edited_in_place_and_a_live_refresh_keeps_the_form(
     assert await page.input_value("#edit-text") == "first draft"
     await shot(page, f"{size}-editing")
     await page.click("#events form.edit button:has-text('Save')")
-    await page.wait_for_selector("#events li:has-text('note:txt: first draft')")
+    await page.wait_for_selector("#events li .what:text-is('first draft')")
     await page.wait_for_selector("#events form.edit", state="detached")
     stored = await stored_event(api, username, session, channel, event_id)
     assert stored["value"] == {"type": NOTE, "value": "first draft"}
@@ -568,7 +622,9 @@ async def test_an_event_is_edited_in_place_and_a_live_refresh_keeps_the_form(
     assert errors == []
 
 
-async def test_who_changed_an_event_is_shown_when_the_server_says_it(api: Api, browser: Any) -> None:
+async def test_who_changed_an_event_is_shown_when_the_server_says_it(
+    api: Api, browser: Any
+) -> None:
     """createdBy/modifiedBy (API.md §12) come with the apps issue: the page shows them when
     the event JSON has them (added here to the server's answer on its way to the page)."""
     username, session = await api.user()
@@ -576,7 +632,11 @@ async def test_who_changed_an_event_is_shown_when_the_server_says_it(api: Api, b
     await note(api, username, session, channel, "by me")
     await note(api, username, session, channel, "by the phone app")
     await note(api, username, session, channel, "no authorship")
-    tokens = {"phone": await api.shared_token(username, session, [{"channelId": channel, "level": "read"}])}
+    tokens = {
+        "phone": await api.shared_token(
+            username, session, [{"channelId": channel, "level": "read"}]
+        )
+    }
     listed = (await api.get(f"/{username}/tokens", auth=session)).body
     phone = next(t for t in listed if t["id"] == tokens["phone"])
     page = await open_page(browser, [], "desktop")
@@ -584,7 +644,7 @@ async def test_who_changed_an_event_is_shown_when_the_server_says_it(api: Api, b
     await page.add_init_script(
         """(() => {
         const original = window.fetch;
-        const phone = %s;
+        const phone = PHONE;
         window.fetch = async (...args) => {
             const res = await original(...args);
             if (!String(args[0]).includes("/events?")) return res;
@@ -599,14 +659,17 @@ async def test_who_changed_an_event_is_shown_when_the_server_says_it(api: Api, b
             }
             return new Response(JSON.stringify(events), { status: res.status, headers: res.headers });
         };
-    })()"""
-        % json.dumps(phone["accessId"])
+    })()""".replace("PHONE", json.dumps(phone["accessId"]))
     )
     await login(page, url(api, f"/{username}/"), username)
     await page.wait_for_selector("#events li:has-text('by me') .who")
-    assert f"changed by you" in (await page.text_content("#events li:has-text('by me') .who") or "")
-    assert f"created by {phone['name']}" in (await page.text_content("#events li:has-text('by me') .who") or "")
-    assert (await page.text_content("#events li:has-text('by the phone app') .who")) == f"created by {phone['name']}"
+    assert "changed by you" in (await page.text_content("#events li:has-text('by me') .who") or "")
+    assert f"created by {phone['name']}" in (
+        await page.text_content("#events li:has-text('by me') .who") or ""
+    )
+    assert (
+        await page.text_content("#events li:has-text('by the phone app') .who")
+    ) == f"created by {phone['name']}"
     assert await page.locator("#events li:has-text('no authorship') .who").count() == 0
 
 
@@ -665,9 +728,15 @@ async def test_axe_finds_no_serious_violation_in_the_main_states_and_everything_
     )
 
     # the contrasts measured below AA in the first version
-    ratios = {sel: await page.evaluate(contrast_js(), sel) for sel in (
-        "#conn-state", "#events .running-timer", "#channels button[aria-current='true']", "#note-kind"
-    )}
+    ratios = {
+        sel: await page.evaluate(contrast_js(), sel)
+        for sel in (
+            "#conn-state",
+            "#events .running-timer",
+            "#channels button[aria-current='true']",
+            "#note-kind",
+        )
+    }
     assert ratios["#conn-state"]["text"] >= 4.5, ratios
     assert ratios["#events .running-timer"]["text"] >= 4.5, ratios
     assert ratios["#channels button[aria-current='true']"]["text"] >= 4.5, ratios
@@ -719,6 +788,20 @@ async def test_the_ended_and_offline_states_pass_axe(api: Api, browser: Any) -> 
 # ---- live-update latency ------------------------------------------------------------------
 
 
+WATCH = """(text) => {
+    window.__shown = new Promise((resolve) => {
+        const seen = () => [...document.querySelectorAll("#events li .what")].some((n) => n.textContent.endsWith(text));
+        const observer = new MutationObserver(() => {
+            if (seen()) {
+                observer.disconnect();
+                resolve(performance.timeOrigin + performance.now());
+            }
+        });
+        observer.observe(document.querySelector("#events"), { childList: true, subtree: true });
+    });
+}"""
+
+
 async def test_live_update_latency_is_measured_and_printed(
     api: Api, browser: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -728,20 +811,25 @@ async def test_live_update_latency_is_measured_and_printed(
     await login(page, url(api, f"/{username}/"), username)
     await page.wait_for_selector("#events-empty:not([hidden])")
     latencies = []
-    for i in range(15):
+    writes = []
+    for i in range(20):
         text = f"live write {i}"
-        started = time.perf_counter()
+        # the page stamps the moment the event is in its list (same machine, same clock)
+        await page.evaluate(WATCH, text)
+        started = time.time()
         await note(api, username, session, channel, text)
-        await page.wait_for_selector(f"#events li:has-text('{text}')", timeout=5_000)
-        latencies.append((time.perf_counter() - started) * 1000)
+        writes.append((time.time() - started) * 1000)
+        shown = await page.evaluate("window.__shown", None)
+        latencies.append(shown - started * 1000)
         await asyncio.sleep(0.05)
     latencies.sort()
+    writes.sort()
     p50 = statistics.median(latencies)
     with capsys.disabled():
         print(
-            f"\ndashboard live update (HTTP write → shown in Chromium), {len(latencies)} writes:"
-            f" p50 {p50:.0f} ms, p90 {latencies[int(len(latencies) * 0.9) - 1]:.0f} ms,"
-            f" max {latencies[-1]:.0f} ms"
+            f"\ndashboard live update (HTTP write sent → event in the page's list, Chromium),"
+            f" {len(latencies)} writes: p50 {p50:.0f} ms, p90 {latencies[int(len(latencies) * 0.9) - 1]:.0f} ms,"
+            f" max {latencies[-1]:.0f} ms (the write's own answer: p50 {statistics.median(writes):.0f} ms)"
         )
     (SHOTS.parent).mkdir(parents=True, exist_ok=True)
     (SHOTS.parent / "dashboard-latency.txt").write_text(

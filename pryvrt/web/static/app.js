@@ -621,14 +621,22 @@ function fmtDuration(seconds) {
   return `${h ? `${h}h ` : ""}${m}m ${s % 60}s`;
 }
 
+/** What an event says, in words: a note's text, "mass 71.2 kg", "position:wgs84: …". */
 function describe(ev) {
   const value = ev.value;
   if (value && typeof value === "object" && "value" in value) {
+    if (value.type === "note:txt" && typeof value.value === "string") return value.value;
+    if (typeof value.value === "number") {
+      const { quantity, unit } = splitType(value.type);
+      return `${quantity} ${value.value}${unit ? ` ${unit}` : ""}`;
+    }
     const shown = typeof value.value === "object" ? JSON.stringify(value.value) : String(value.value);
     return `${value.type ?? ev.type ?? ""}: ${shown}`;
   }
   if (ev.type) return ev.type;
-  return ev.description ?? (ev.duration !== undefined ? "period" : "mark");
+  if (ev.description) return ev.description;
+  if (ev.duration === undefined) return "mark";
+  return ev.duration === null ? "running period" : "period";
 }
 
 function who(accessId) {
@@ -658,8 +666,8 @@ function attachmentNodes(ev) {
 
 function eventBody(ev) {
   const main = el("div", { className: "body" }, el("div", { className: "what", textContent: describe(ev) }));
-  if (ev.description && describe(ev) !== ev.description) main.append(el("div", { textContent: ev.description }));
-  main.append(el("div", { className: "meta", textContent: `in ${folderName(ev.folderId)}` }));
+  if (ev.description && describe(ev) !== ev.description) main.append(el("div", { className: "description", textContent: ev.description }));
+  main.append(el("div", { className: "meta", textContent: ev.folderId ? `in ${folderName(ev.folderId)}` : "no folder" }));
   if (ev.tags?.length) main.append(el("div", { className: "tags" }, ...ev.tags.map((t) => el("span", { textContent: t }))));
   if (ev.duration === null) {
     const timer = el("div", { className: "running-timer" });
@@ -1021,5 +1029,9 @@ for (const button of document.querySelectorAll("[data-window]")) {
   });
 }
 
+// On a phone the forms start folded: the first screen shows the data.
+if (window.matchMedia("(max-width: 760px)").matches) {
+  for (const details of document.querySelectorAll("details.fold")) details.open = false;
+}
 setWindow(86400);
 start();

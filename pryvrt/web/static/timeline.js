@@ -37,7 +37,9 @@ export function drawTimeline(box, model) {
   const width = Math.max(240, Math.floor(box.clientWidth || 600));
   const { from, to, events, lanes } = model;
   const height = lanes.length * LANE + AXIS;
-  const x = (t) => ((Math.min(Math.max(t, from), to) - from) / (to - from)) * width;
+  // Wide screens: lane names in a left gutter; narrow ones: above each lane.
+  const gutter = width >= 560 ? 96 : 0;
+  const x = (t) => gutter + ((Math.min(Math.max(t, from), to) - from) / (to - from)) * (width - gutter);
   const root = svg("svg", {
     viewBox: `0 0 ${width} ${height}`,
     width,
@@ -60,10 +62,13 @@ export function drawTimeline(box, model) {
   if (now >= from && now <= to) root.append(svg("line", { class: "now", x1: x(now), x2: x(now), y1: 0, y2: height - AXIS }));
   lanes.forEach((lane, i) => {
     const top = i * LANE;
-    root.append(svg("text", { class: "lane-label", x: 2, y: top + 11 }, lane.name));
+    const name = gutter && lane.name.length > 14 ? `${lane.name.slice(0, 13)}…` : lane.name;
+    const text = svg("text", { class: "lane-label", x: 2, y: gutter ? top + 24 : top + 11 }, name);
+    if (name !== lane.name) text.append(svg("title", {}, lane.name));
+    root.append(text);
     for (const ev of events.filter((e) => (e.folderId ?? null) === lane.id)) {
       let node;
-      const y = top + 14;
+      const y = gutter ? top + 14 : top + 15;
       if (ev.duration === undefined) {
         node = svg("circle", { class: "mark", cx: x(ev.time), cy: y + 6, r: 4.5 });
       } else {
@@ -86,6 +91,7 @@ export function drawTimeline(box, model) {
   });
   root.dataset.from = String(from);
   root.dataset.to = String(to);
+  root.dataset.gutter = String(gutter);
   box.replaceChildren(root);
 }
 
@@ -95,16 +101,16 @@ export function tickTimeline(box) {
   if (!root) return;
   const from = Number(root.dataset.from);
   const to = Number(root.dataset.to);
-  const width = Number(root.getAttribute("width"));
+  const gutter = Number(root.dataset.gutter);
+  const width = Number(root.getAttribute("width")) - gutter;
   const now = Math.min(Date.now() / 1000, to);
+  const xn = gutter + ((now - from) / (to - from)) * width;
   for (const bar of root.querySelectorAll("rect[data-running-since]")) {
     const x0 = Number(bar.getAttribute("x"));
-    const end = ((now - from) / (to - from)) * width;
-    bar.setAttribute("width", String(Math.max(2, end - x0)));
+    bar.setAttribute("width", String(Math.max(2, xn - x0)));
   }
   const line = root.querySelector("line.now");
   if (line) {
-    const xn = ((now - from) / (to - from)) * width;
     line.setAttribute("x1", String(xn));
     line.setAttribute("x2", String(xn));
   }
