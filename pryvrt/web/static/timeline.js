@@ -56,7 +56,7 @@ export function drawTimeline(box, model) {
   const { out, step } = ticks(from, to, Math.max(2, Math.floor(width / 90)));
   for (const t of out) {
     root.append(svg("line", { class: "grid", x1: x(t), x2: x(t), y1: 0, y2: height - AXIS }));
-    root.append(svg("text", { class: "axis", x: x(t) + 2, y: height - 6 }, label(t, step)));
+    if (x(t) + 44 < width) root.append(svg("text", { class: "axis", x: x(t) + 2, y: height - 6 }, label(t, step)));
   }
   const now = Date.now() / 1000;
   if (now >= from && now <= to) root.append(svg("line", { class: "now", x1: x(now), x2: x(now), y1: 0, y2: height - AXIS }));
