@@ -490,14 +490,15 @@ async def test_recording_stopping_trashing_and_restoring_give_feedback_and_keep_
     assert errors == []
 
 
+@pytest.mark.parametrize("size", SIZES)
 async def test_the_last_channel_viewed_is_shown_again_after_a_reload(
-    api: Api, browser: Any
+    api: Api, browser: Any, size: str
 ) -> None:
     username, session = await api.user()
     await api.channel(username, session, name="Alpha")
     beta = await api.channel(username, session, name="Beta")
     await note(api, username, session, beta, "in beta")
-    page = await open_page(browser, [], "desktop")
+    page = await open_page(browser, [], size)
     await login(page, url(api, f"/{username}/"), username)
     await page.click("#channels button:has-text('Beta')")
     await page.wait_for_selector("#events li:has-text('in beta')")

@@ -395,11 +395,11 @@ function connectLive() {
     state.link = "down";
     renderConnection();
     if (reason === "io server disconnect") {
-      // The server ended this socket: the credential ended, or its permissions changed.
-      guard(async () => {
-        await requestLoad(["access"]);
-        if (socket === state.socket) socket.connect();
-      });
+      // The server ended this socket (socket.io does not reconnect by itself then): its
+      // credential ended (the new handshake is refused INVALID_TOKEN, which ends the page),
+      // its permissions changed (the reconnection fetches everything with the new ones), or
+      // the server is stopping (the manager retries until it is back).
+      setTimeout(() => socket === state.socket && socket.connect(), 250);
     }
   });
   socket.on("connect_error", (err) => {
