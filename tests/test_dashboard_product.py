@@ -369,6 +369,32 @@ async def test_a_read_only_link_shows_no_write_control(api: Api, browser: Any, s
     assert errors == []
 
 
+async def test_a_link_whose_permissions_change_shows_the_new_controls_without_a_reload(
+    api: Api, browser: Any
+) -> None:
+    username, session = await api.user()
+    channel = await api.channel(username, session, name="Shared")
+    await note(api, username, session, channel, "shared note")
+    token = await api.shared_token(username, session, [{"channelId": channel, "level": "read"}])
+    errors: list[str] = []
+    page = await open_page(browser, errors, "desktop")
+    await page.goto(url(api, f"/{username}/?auth={token}"))
+    await page.wait_for_selector("#events li:has-text('shared note')")
+    await page.wait_for_selector("#conn-state[data-state='connected']")
+    assert not await page.is_visible("#record")
+    reply = await api.put(
+        f"/{username}/tokens/{token}",
+        {"permissions": [{"channelId": channel, "level": "contribute"}]},
+        auth=session,
+    )
+    assert reply.status == 200, reply
+    # the server drops the token's sockets; the page reconnects and asks again
+    await page.wait_for_selector("#record:not([hidden])", timeout=15_000)
+    await page.wait_for_selector("#events li:has-text('shared note') button.edit")
+    await page.wait_for_selector("#conn-state[data-state='connected']")
+    assert errors == []
+
+
 async def test_a_contributor_link_records_but_cannot_manage_folders_or_channels(
     api: Api, browser: Any
 ) -> None:
