@@ -198,7 +198,7 @@ async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
 @method("tokens.getAccessInfo", NoParams)
 async def get_access_info(ctx: CallContext, p: NoParams) -> dict[str, Any]:
     """What the request's credential is and may do (any credential; the dashboard shows only
-    the controls it can use). Never the secret: ``accessId`` is the public id (§12)."""
+    the controls it can use). Never the secret: ``accessId`` is its public id."""
     access = ctx.require_access()
     if access.is_full:
         permissions: list[dict[str, Any]] = [{"channelId": "*", "level": "manage"}]
