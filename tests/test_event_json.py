@@ -99,7 +99,9 @@ async def test_events_stored_before_version_3_get_their_json_at_start(api: Api) 
 def test_stored_json_takes_more_fields_without_being_decoded() -> None:
     import orjson
 
-    event = Event("e", "c", 1.5, False, None, None, None, None, [], None, {}, [], False, 2.0)
+    event = Event(
+        "e", "c", 1.5, False, None, None, None, None, [], None, {}, [], False, 2.0, 1.5, "a", "b"
+    )
     rendered = orjson.dumps(event.to_api())
     answer = orjson.dumps([json_with(rendered, {"clientId": 'a "b"'})])
     assert orjson.loads(answer) == [{**event.to_api(), "clientId": 'a "b"'}]

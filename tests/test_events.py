@@ -61,7 +61,10 @@ async def test_create_records_a_mark_at_the_current_time(api: Api) -> None:
         "attachments": [],
         "clientData": {},
         "trashed": False,
+        "created": event["modified"],
+        "createdBy": event["createdBy"],
         "modified": event["modified"],
+        "modifiedBy": event["createdBy"],
     }
     assert abs(event["time"] - time.time()) < 60
 

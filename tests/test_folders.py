@@ -25,10 +25,14 @@ async def test_create_answers_201_with_the_id_and_get_shows_the_folder(api: Api)
         "hidden": False,
         "clientData": {},
         "trashed": False,
+        "created": folder["modified"],
+        "createdBy": folder["createdBy"],
         "modified": folder["modified"],
+        "modifiedBy": folder["createdBy"],
         "children": [],
     }
     assert abs(folder["modified"] - time.time()) < 60
+    assert folder["createdBy"] not in ("system", me.session)  # the session's accessId
 
 
 async def test_tree_is_sorted_by_name_at_every_level(api: Api) -> None:

@@ -154,7 +154,8 @@ class LoginParams(Params):
     errors=("INVALID_CREDENTIALS", "TOO_MANY_REQUESTS"),
 )
 async def login(ctx: CallContext, p: LoginParams) -> dict[str, Any]:
-    """Open an admin session; repeated failures for a username or an IP answer 429.
+    """Open an admin session: ``{sessionID, accessId}``; repeated failures for a username or
+    an IP answer 429.
 
     The attempt is counted before the password is checked (concurrent guesses cannot
     overtake the count) and taken back only when it succeeds (see ``auth.throttle``).
@@ -168,10 +169,11 @@ async def login(ctx: CallContext, p: LoginParams) -> dict[str, Any]:
             raise errors.InvalidCredentials("wrong username or password")
         attempt.succeeded()
     session_id = new_secret()
-    await ctx.storage.sessions.create(
+    access_id = await ctx.storage.sessions.create(
         ctx.user_id, session_id, p.appId, time.time(), ctx.settings.session_ttl
     )
-    return {"sessionID": session_id}
+    # accessId: what this session's writes will show as createdBy/modifiedBy (API.md §12).
+    return {"sessionID": session_id, "accessId": access_id}
 
 
 class NoParams(Params):

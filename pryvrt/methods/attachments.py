@@ -61,7 +61,7 @@ async def store_files(ctx: CallContext, conn: Any, event: Event, files: list[Upl
                 "integrity": upload.data.integrity,
             }
         )
-    return replace(event, attachments=attachments, modified=time.time())
+    return replace(event, attachments=attachments, modified=time.time(), modified_by=ctx.writer)
 
 
 def sign_attachments(ctx: CallContext, event: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +228,9 @@ async def delete(ctx: CallContext, p: DeleteFileParams) -> dict[str, Any]:
     await ctx.storage.attachments.delete(conn, ctx.user_id, p.channelId, p.id, attachment["id"])
     remaining = [a for a in event.attachments if a["id"] != attachment["id"]]
     await ctx.storage.events.set_attachments(
-        conn, ctx.user_id, replace(event, attachments=remaining, modified=time.time())
+        conn,
+        ctx.user_id,
+        replace(event, attachments=remaining, modified=time.time(), modified_by=ctx.writer),
     )
     ctx.notify(EVENTS_CHANGED, p.channelId)
     return {}

@@ -68,6 +68,7 @@ async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
             p.enforceNoEventsOverlap,
             merge_client_data({}, p.clientData),
             time.time(),
+            ctx.writer,
         )
     except Conflict as exc:
         raise name_conflict(exc, "channel") from None
@@ -115,6 +116,7 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
             p.enforceNoEventsOverlap,
             client_data,
             time.time(),
+            ctx.writer,
             conn,
         )
     except Conflict as exc:
@@ -140,11 +142,11 @@ async def delete(ctx: CallContext, p: ChannelParams) -> dict[str, Any]:
         async with ctx.storage.transaction() as conn:
             await ctx.storage.channels.delete(ctx.user_id, channel.id, conn)
             narrowed = await ctx.storage.tokens.drop_channel_grants(
-                ctx.user_id, channel.id, time.time(), conn
+                ctx.user_id, channel.id, time.time(), ctx.writer, conn
             )
         for token_id in narrowed:
             ctx.revoke(token_id)
     else:
-        await ctx.storage.channels.trash(ctx.user_id, channel.id, time.time())
+        await ctx.storage.channels.trash(ctx.user_id, channel.id, time.time(), ctx.writer)
     ctx.notify(CHANNELS_CHANGED, channel.id)
     return {}

@@ -104,6 +104,12 @@ class CallContext:
         assert self.access is not None, "method called without a credential"
         return self.access
 
+    @property
+    def writer(self) -> str:
+        """Who writes (API.md §12): the public accessId of the call's credential, recorded
+        as ``createdBy``/``modifiedBy``; "system" for a call without one."""
+        return self.access.access_id if self.access is not None else "system"
+
     def require_channel(self) -> Channel:
         assert self.channel is not None, "method called without a channel"
         return self.channel

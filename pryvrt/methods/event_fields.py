@@ -101,7 +101,9 @@ def new_event(
     is_period: bool,
     duration: float | None,
     now: float,
+    by: str,
 ) -> Event:
+    """A new event from the fields a client sent, created by ``by`` (an accessId) at ``now``."""
     kind, content = fields.typed_content()
     if is_series(kind):
         # API.md §15: the server sets the content, and the duration follows the points.
@@ -128,4 +130,7 @@ def new_event(
         attachments=[],
         trashed=False,
         modified=now,
+        created=now,
+        created_by=by,
+        modified_by=by,
     )

@@ -175,6 +175,7 @@ async def record(
         is_period=is_period,
         duration=duration,
         now=now,
+        by=ctx.writer,
     )
     stopped = None
     if is_period:
@@ -290,7 +291,9 @@ async def stop(ctx: CallContext, p: StopParams) -> dict[str, Any]:
         raise errors.InvalidTime(
             "a period cannot stop before it started", {"id": event.id, "time": event.time}
         )
-    await ctx.storage.periods.stop(scope.conn, ctx.user_id, channel.id, event.id, at, now)
+    await ctx.storage.periods.stop(
+        scope.conn, ctx.user_id, channel.id, event.id, at, now, ctx.writer
+    )
     ctx.notify(EVENTS_CHANGED, channel.id)
     return {"stoppedId": event.id}
 
@@ -306,11 +309,11 @@ class UpdateParams(ValueForms, ChannelParams):
     trashed: bool | None = None
 
 
-def updated_event(current: Event, p: UpdateParams, now: float) -> Event:
+def updated_event(current: Event, p: UpdateParams, now: float, by: str) -> Event:
     """The event after a partial update (``duration: null`` makes it running)."""
     given = p.model_fields_set
     kind, content = p.typed_content(current)
-    event = replace(current, type=kind, content=content, modified=now)
+    event = replace(current, type=kind, content=content, modified=now, modified_by=by)
     if p.time is not None:
         event = replace(event, time=p.time)
     if "duration" in given:
@@ -347,7 +350,7 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
     channel, conn, current = scope.channel, scope.conn, scope.event
     assert conn is not None and current is not None
     now = time.time()
-    event = updated_event(current, p, now)
+    event = updated_event(current, p, now, ctx.writer)
     refuse_series_change(
         current.type, current.content, event.type, event.content, "duration" in p.model_fields_set
     )
@@ -387,7 +390,7 @@ async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
     if event.trashed:
         await ctx.storage.events.delete(conn, ctx.user_id, p.channelId, event.id)
     else:
-        trashed = replace(event, trashed=True, modified=time.time())
+        trashed = replace(event, trashed=True, modified=time.time(), modified_by=ctx.writer)
         await ctx.storage.events.save(conn, ctx.user_id, trashed)
     ctx.notify(EVENTS_CHANGED, p.channelId)
     return {}

@@ -104,6 +104,7 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
                 is_period=is_period,
                 duration=item.duration,
                 now=now,
+                by=ctx.writer,
             )
         except errors.ApiError as exc:
             raise about(exc, item.clientId) from None

@@ -154,6 +154,7 @@ async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
     if p.parentId is not None and tree.trashed_in_path(p.parentId):
         raise trashed_folder(p.parentId)
     check_bounds(ctx, tree, p.parentId, height=1, added=1)
+    now = time.time()
     created = Folder(
         id=p.id or new_id(),
         channel_id=channel.id,
@@ -162,7 +163,10 @@ async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
         hidden=p.hidden,
         client_data=merge_client_data({}, p.clientData),
         trashed=False,
-        modified=time.time(),
+        modified=now,
+        created=now,
+        created_by=ctx.writer,
+        modified_by=ctx.writer,
     )
     try:
         await ctx.storage.folders.create(conn, ctx.user_id, created)
@@ -231,7 +235,7 @@ async def _edit(ctx: CallContext, p: UpdateParams | MoveParams) -> None:
     scope = ctx.require_scope()
     current = scope.folder
     assert current is not None
-    changed = replace(current, modified=time.time())
+    changed = replace(current, modified=time.time(), modified_by=ctx.writer)
     if "parentId" in p.model_fields_set and p.parentId != current.parent_id:
         check_move(ctx, scope.tree, current, p.parentId)
         changed = replace(changed, parent_id=p.parentId)
@@ -299,7 +303,9 @@ async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
     now = time.time()
     if not doomed_folder.trashed:
         await ctx.storage.folders.save(
-            conn, ctx.user_id, replace(doomed_folder, trashed=True, modified=now)
+            conn,
+            ctx.user_id,
+            replace(doomed_folder, trashed=True, modified=now, modified_by=ctx.writer),
         )
     else:
         doomed = tree.subtree(doomed_folder.id)
@@ -317,7 +323,9 @@ async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
                 held = level_on(access, channel.id, tree, target)
                 if held is None or held < Level.CONTRIBUTE:
                     raise errors.Forbidden("merging events needs contribute on the parent")
-                await events.move_out_of_folders(conn, ctx.user_id, channel.id, doomed, target, now)
+                await events.move_out_of_folders(
+                    conn, ctx.user_id, channel.id, doomed, target, now, ctx.writer
+                )
             else:
                 await events.delete_in_folders(conn, ctx.user_id, channel.id, doomed)
             events_changed = True

@@ -93,7 +93,9 @@ async def _stop_running_before(
     stopped = None
     for running in await ctx.storage.periods.running(conn, ctx.user_id, channel.id, exclude):
         if running.time < at:
-            await ctx.storage.periods.stop(conn, ctx.user_id, channel.id, running.id, at, now)
+            await ctx.storage.periods.stop(
+                conn, ctx.user_id, channel.id, running.id, at, now, ctx.writer
+            )
             stopped = running.id
     return stopped
 

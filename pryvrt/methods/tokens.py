@@ -95,7 +95,7 @@ async def get_or_create_personal(ctx: CallContext, p: PersonalParams) -> dict[st
     if existing is None:
         try:
             existing = await ctx.storage.tokens.create(
-                ctx.user_id, new_secret(), p.name, "personal", [], time.time()
+                ctx.user_id, new_secret(), p.name, "personal", [], time.time(), ctx.writer
             )
         except Conflict:
             existing = await ctx.storage.tokens.by_name(ctx.user_id, p.name)
@@ -136,7 +136,7 @@ async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
     check_grantable(access, perms)
     try:
         token = await ctx.storage.tokens.create(
-            ctx.user_id, p.id or new_secret(), p.name, p.type, perms, time.time()
+            ctx.user_id, p.id or new_secret(), p.name, p.type, perms, time.time(), ctx.writer
         )
     except Conflict as exc:
         if exc.field == "id":
@@ -170,7 +170,7 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
         perms = permissions_json(p.permissions)
         check_grantable(access, perms)
     try:
-        await ctx.storage.tokens.update(ctx.user_id, p.id, p.name, perms, time.time())
+        await ctx.storage.tokens.update(ctx.user_id, p.id, p.name, perms, time.time(), ctx.writer)
     except Conflict:
         raise errors.ItemNameAlreadyExists("a token with this name already exists") from None
     if perms is not None:

@@ -18,6 +18,9 @@ class Channel:
     client_data: dict[str, Any]
     trashed: bool
     modified: float
+    created: float
+    created_by: str
+    modified_by: str
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -26,7 +29,10 @@ class Channel:
             "enforceNoEventsOverlap": self.enforce_no_events_overlap,
             "clientData": self.client_data,
             "trashed": self.trashed,
+            "created": self.created,
+            "createdBy": self.created_by,
             "modified": self.modified,
+            "modifiedBy": self.modified_by,
         }
 
 
@@ -38,6 +44,9 @@ def _channel(row: asyncpg.Record) -> Channel:
         row["client_data"],
         row["trashed"],
         row["modified"],
+        row["created"],
+        row["created_by"],
+        row["modified_by"],
     )
 
 
@@ -83,19 +92,22 @@ class ChannelsStore(Store):
         enforce_no_events_overlap: bool,
         client_data: dict[str, Any],
         now: float,
+        by: str,
         conn: Executor = None,
     ) -> Channel:
+        """A new channel, created by ``by`` (an accessId, API.md §12)."""
         try:
             row = await (conn or self.pool).fetchrow(
-                "INSERT INTO channels"
-                " (user_id, id, name, enforce_no_events_overlap, client_data, modified)"
-                " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                "INSERT INTO channels (user_id, id, name, enforce_no_events_overlap,"
+                " client_data, modified, created, created_by, modified_by)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $7) RETURNING *",
                 user_id,
                 channel_id,
                 name,
                 enforce_no_events_overlap,
                 client_data,
                 now,
+                by,
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
@@ -109,6 +121,7 @@ class ChannelsStore(Store):
         enforce_no_events_overlap: bool | None,
         client_data: dict[str, Any] | None,
         now: float,
+        by: str,
         conn: Executor = None,
     ) -> Channel | None:
         """Partial update; ``client_data`` is the already merged object (or None: unchanged)."""
@@ -116,7 +129,7 @@ class ChannelsStore(Store):
             row = await (conn or self.pool).fetchrow(
                 "UPDATE channels SET name = coalesce($3, name),"
                 " enforce_no_events_overlap = coalesce($4, enforce_no_events_overlap),"
-                " client_data = coalesce($5, client_data), modified = $6"
+                " client_data = coalesce($5, client_data), modified = $6, modified_by = $7"
                 " WHERE user_id = $1 AND id = $2 RETURNING *",
                 user_id,
                 channel_id,
@@ -124,17 +137,22 @@ class ChannelsStore(Store):
                 enforce_no_events_overlap,
                 client_data,
                 now,
+                by,
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
         return _channel(row) if row else None
 
-    async def trash(self, user_id: str, channel_id: str, now: float, conn: Executor = None) -> None:
+    async def trash(
+        self, user_id: str, channel_id: str, now: float, by: str, conn: Executor = None
+    ) -> None:
         await (conn or self.pool).execute(
-            "UPDATE channels SET trashed = true, modified = $3 WHERE user_id = $1 AND id = $2",
+            "UPDATE channels SET trashed = true, modified = $3, modified_by = $4"
+            " WHERE user_id = $1 AND id = $2",
             user_id,
             channel_id,
             now,
+            by,
         )
 
     async def delete(self, user_id: str, channel_id: str, conn: Executor = None) -> None:

@@ -51,6 +51,10 @@ class Event:
     attachments: list[dict[str, Any]]
     trashed: bool
     modified: float
+    # Who did what (API.md §12): the accessIds of the credentials that wrote, and when.
+    created: float
+    created_by: str
+    modified_by: str
 
     @property
     def running(self) -> bool:
@@ -80,7 +84,10 @@ class Event:
         out["attachments"] = self.attachments
         out["clientData"] = self.client_data
         out["trashed"] = self.trashed
+        out["created"] = seconds(self.created)
+        out["createdBy"] = self.created_by
         out["modified"] = seconds(self.modified)
+        out["modifiedBy"] = self.modified_by
         return out
 
 
@@ -116,6 +123,9 @@ def event_from_row(row: asyncpg.Record) -> Event:
         row["attachments"],
         row["trashed"],
         row["modified"],
+        row["created"],
+        row["created_by"],
+        row["modified_by"],
     )
 
 
@@ -158,6 +168,9 @@ COLUMNS = (
     "attachments",
     "trashed",
     "modified",
+    "created",
+    "created_by",
+    "modified_by",
     "json",
 )
 
@@ -179,6 +192,9 @@ def _record(user_id: str, e: Event) -> tuple[Any, ...]:
         e.attachments,
         e.trashed,
         e.modified,
+        e.created,
+        e.created_by,
+        e.modified_by,
         orjson.dumps(e.to_api()).decode(),
     )
 
@@ -267,16 +283,17 @@ LIVE_INSERT_MANY = (
     "WITH input AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[],"
     " $5::float8[], $6::bool[], $7::float8[], $8::text[], $9::text[], $10::text[],"
     " $11::text[], $12::text[], $13::text[], $14::text[], $15::bool[], $16::float8[],"
-    " $17::text[])"
+    " $17::float8[], $18::text[], $19::text[], $20::text[])"
     " AS t(ord, user_id, channel_id, id, time, is_period, duration, folder_id, type, value,"
-    " tags, description, client_data, attachments, trashed, modified, json)),"
+    " tags, description, client_data, attachments, trashed, modified, created, created_by,"
+    " modified_by, json)),"
     " channel AS (SELECT user_id, id, trashed FROM channels"
     " WHERE (user_id, id) IN (SELECT user_id, channel_id FROM input) FOR SHARE),"
     f" inserted AS (INSERT INTO events ({', '.join(COLUMNS)})"
     " SELECT i.user_id, i.channel_id, i.id, i.time, i.is_period, i.duration, i.folder_id,"
     " i.type, i.value::jsonb, ARRAY(SELECT jsonb_array_elements_text(i.tags::jsonb)),"
     " i.description, i.client_data::jsonb, i.attachments::jsonb, i.trashed, i.modified,"
-    " i.json FROM input i JOIN channel c ON c.user_id = i.user_id AND c.id = i.channel_id"
+    " i.created, i.created_by, i.modified_by, i.json FROM input i JOIN channel c ON c.user_id = i.user_id AND c.id = i.channel_id"
     " WHERE NOT c.trashed RETURNING user_id, channel_id, id)"
     " SELECT CASE WHEN n.id IS NOT NULL THEN 'inserted' WHEN c.id IS NOT NULL THEN 'trashed'"
     " ELSE 'unknown' END FROM input i"
@@ -388,7 +405,8 @@ class EventsStore(Store):
         await conn.execute(
             "CREATE TEMPORARY TABLE events_in (id text, time float8, is_period bool,"
             " duration float8, folder_id text, type text, value text, tags text[],"
-            " description text, client_data text, modified float8, json text) ON COMMIT DROP"
+            " description text, client_data text, modified float8, created float8,"
+            " created_by text, modified_by text, json text) ON COMMIT DROP"
         )
         await conn.copy_records_to_table(
             "events_in",
@@ -405,6 +423,9 @@ class EventsStore(Store):
                     e.description,
                     _json_text(e.client_data),
                     e.modified,
+                    e.created,
+                    e.created_by,
+                    e.modified_by,
                     json.decode(),
                 )
                 for e, json in zip(events, rendered, strict=True)
@@ -413,9 +434,11 @@ class EventsStore(Store):
         try:
             await conn.execute(
                 "INSERT INTO events (user_id, channel_id, id, time, is_period, duration,"
-                " folder_id, type, value, tags, description, client_data, modified, json)"
+                " folder_id, type, value, tags, description, client_data, modified, created,"
+                " created_by, modified_by, json)"
                 " SELECT $1, $2, id, time, is_period, duration, folder_id, type, value::jsonb,"
-                " tags, description, client_data::jsonb, modified, json FROM events_in",
+                " tags, description, client_data::jsonb, modified, created, created_by,"
+                " modified_by, json FROM events_in",
                 user_id,
                 channel_id,
             )
@@ -439,7 +462,7 @@ class EventsStore(Store):
         await conn.execute(
             "UPDATE events SET time = $4, is_period = $5, duration = $6, folder_id = $7,"
             " type = $8, value = $9, tags = $10, description = $11, client_data = $12,"
-            " trashed = $13, modified = $14"
+            " trashed = $13, modified = $14, modified_by = $15"
             " WHERE user_id = $1 AND channel_id = $2 AND id = $3",
             user_id,
             event.channel_id,
@@ -455,18 +478,20 @@ class EventsStore(Store):
             event.client_data,
             event.trashed,
             event.modified,
+            event.modified_by,
         )
 
     async def set_attachments(self, conn: Executor, user_id: str, event: Event) -> None:
         """Write the event's attachment list (the files themselves are in attachment_chunks)."""
         await conn.execute(
-            "UPDATE events SET attachments = $4, modified = $5"
+            "UPDATE events SET attachments = $4, modified = $5, modified_by = $6"
             " WHERE user_id = $1 AND channel_id = $2 AND id = $3",
             user_id,
             event.channel_id,
             event.id,
             event.attachments,
             event.modified,
+            event.modified_by,
         )
 
     async def delete(self, conn: Executor, user_id: str, channel_id: str, event_id: str) -> None:
@@ -499,15 +524,18 @@ class EventsStore(Store):
         folder_ids: Sequence[str],
         target: str | None,
         now: float,
+        by: str,
     ) -> None:
+        """Hand the events of those folders to ``target`` (a folder merge), written by ``by``."""
         await conn.execute(
-            "UPDATE events SET folder_id = $4, modified = $5 WHERE user_id = $1"
+            "UPDATE events SET folder_id = $4, modified = $5, modified_by = $6 WHERE user_id = $1"
             " AND channel_id = $2 AND folder_id = ANY($3::text[])",
             user_id,
             channel_id,
             list(folder_ids),
             target,
             now,
+            by,
         )
 
     async def delete_in_folders(

@@ -21,6 +21,9 @@ class Folder:
     client_data: dict[str, Any]
     trashed: bool
     modified: float
+    created: float
+    created_by: str
+    modified_by: str
 
     def to_api(self) -> dict[str, Any]:
         """The folder without ``children`` (the tree is assembled by the caller)."""
@@ -32,7 +35,10 @@ class Folder:
             "hidden": self.hidden,
             "clientData": self.client_data,
             "trashed": self.trashed,
+            "created": self.created,
+            "createdBy": self.created_by,
             "modified": self.modified,
+            "modifiedBy": self.modified_by,
         }
 
 
@@ -46,11 +52,14 @@ def _folder(row: asyncpg.Record) -> Folder:
         row["client_data"],
         row["trashed"],
         row["modified"],
+        row["created"],
+        row["created_by"],
+        row["modified_by"],
     )
 
 
 def _row(user_id: str, folder: Folder) -> tuple[Any, ...]:
-    """Parameters $1..$9 of the folder writes, in column order."""
+    """Parameters $1..$10 of the folder writes, in column order."""
     return (
         user_id,
         folder.channel_id,
@@ -61,6 +70,7 @@ def _row(user_id: str, folder: Folder) -> tuple[Any, ...]:
         folder.client_data,
         folder.trashed,
         folder.modified,
+        folder.modified_by,
     )
 
 
@@ -78,8 +88,11 @@ class FoldersStore(Store):
         try:
             await conn.execute(
                 "INSERT INTO folders (user_id, channel_id, id, name, parent_id, hidden,"
-                " client_data, trashed, modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                " client_data, trashed, modified, modified_by, created, created_by)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 *_row(user_id, folder),
+                folder.created,
+                folder.created_by,
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
@@ -89,7 +102,7 @@ class FoldersStore(Store):
         try:
             await conn.execute(
                 "UPDATE folders SET name = $4, parent_id = $5, hidden = $6, client_data = $7,"
-                " trashed = $8, modified = $9"
+                " trashed = $8, modified = $9, modified_by = $10"
                 " WHERE user_id = $1 AND channel_id = $2 AND id = $3",
                 *_row(user_id, folder),
             )

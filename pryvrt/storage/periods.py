@@ -49,17 +49,26 @@ class PeriodsStore(Store):
         return [r["id"] for r in rows]
 
     async def stop(
-        self, conn: Executor, user_id: str, channel_id: str, event_id: str, at: float, now: float
+        self,
+        conn: Executor,
+        user_id: str,
+        channel_id: str,
+        event_id: str,
+        at: float,
+        now: float,
+        by: str,
     ) -> None:
-        """End a running period at ``at`` (its duration becomes ``at - time``)."""
+        """End a running period at ``at`` (its duration becomes ``at - time``); ``by`` is
+        the accessId of the credential whose call stopped it (implicitly or not)."""
         await conn.execute(
-            "UPDATE events SET duration = greatest($4 - time, 0), modified = $5"
+            "UPDATE events SET duration = greatest($4 - time, 0), modified = $5, modified_by = $6"
             " WHERE user_id = $1 AND channel_id = $2 AND id = $3",
             user_id,
             channel_id,
             event_id,
             at,
             now,
+            by,
         )
 
     async def first_overlaps(

@@ -14,16 +14,18 @@ class SessionsStore(Store):
         now: float,
         ttl: float,
         conn: Executor = None,
-    ) -> None:
-        await (conn or self.pool).execute(
+    ) -> str:
+        """Open a session; returns its public accessId (API.md §12)."""
+        access_id: str = await (conn or self.pool).fetchval(
             "INSERT INTO sessions (user_id, id, app_id, created, expires)"
-            " VALUES ($1, $2, $3, $4, $5)",
+            " VALUES ($1, $2, $3, $4, $5) RETURNING access_id",
             user_id,
             session_id,
             app_id,
             now,
             now + ttl,
         )
+        return access_id
 
     async def touch(self, user_id: str, session_id: str, expires: float) -> None:
         await self.pool.execute(
