@@ -330,5 +330,29 @@ END $$;
 -- App tokens (API.md §13) remember the device they were accepted for.
 ALTER TABLE tokens ADD COLUMN IF NOT EXISTS device_name text;
 
+-- App access requests (API.md §13): what an app asked for, until the user decides and the
+-- app collects the answer. No user at creation (the user signs in later), so the table is
+-- keyed by the request's secret key (a distributed database shards it by key). Rows live
+-- PRYVRT_ACCESS_REQUEST_TTL seconds; the sweep deletes expired ones.
+CREATE TABLE IF NOT EXISTS access_requests (
+    key          text PRIMARY KEY,
+    created      double precision NOT NULL,
+    expires      double precision NOT NULL,
+    app_id       text NOT NULL,
+    permissions  jsonb NOT NULL,
+    device_name  text,
+    return_url   text,
+    client_data  jsonb NOT NULL DEFAULT '{}',
+    status       text NOT NULL DEFAULT 'NEED_SIGNIN'
+                 CHECK (status IN ('NEED_SIGNIN', 'ACCEPTED', 'REFUSED')),
+    user_id      text REFERENCES users (user_id) ON DELETE CASCADE,
+    username     text,
+    token_id     text,
+    reason_id    text,
+    message      text,
+    polled       double precision NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS access_requests_expires ON access_requests (expires);
+
 INSERT INTO schema_version (singleton, version) VALUES (true, 6)
     ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 6);

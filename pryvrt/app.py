@@ -28,7 +28,7 @@ from pryvrt import methods  # noqa: F401  (registers every method)
 from pryvrt import web as web_dashboard
 from pryvrt.auth.cache import AccessCache
 from pryvrt.auth.secret_key import load_secret_key
-from pryvrt.auth.throttle import CredentialThrottle, LoginThrottle
+from pryvrt.auth.throttle import CredentialThrottle, LoginThrottle, RequestRate
 from pryvrt.config import Settings
 from pryvrt.methods.context import Services
 from pryvrt.notify import Bus, LocalBus
@@ -36,6 +36,7 @@ from pryvrt.storage import Storage
 from pryvrt.storage.database import apply_schema, create_pool, keep_running, start_embedded
 from pryvrt.transports import http, openapi
 from pryvrt.transports.socketio import SocketTransport
+from pryvrt.web import consent_page
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def make_services(
             settings.token_max_failures_per_ip, settings.token_block_seconds
         ),
         cache=cache,
+        access_rate=RequestRate(settings.access_requests_per_minute),
         secret_key=load_secret_key(settings) if secret_key is None else secret_key,
     )
 
@@ -134,8 +136,8 @@ async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Periodic work: expired sessions are deleted (an expiry is no write, so nothing else
-    would), and the sockets of expired sessions are closed."""
+    """Periodic work: expired sessions and app access requests are deleted (an expiry is no
+    write, so nothing else would), and the sockets of expired sessions are closed."""
     services = app[SERVICES_KEY]
 
     async def purge_sessions() -> None:
@@ -145,6 +147,9 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
                 purged = await services.storage.sessions.purge_expired(time.time())
                 if purged:
                     log.info("expired sessions deleted", extra={"count": purged})
+                purged = await services.storage.access_requests.purge_expired(time.time())
+                if purged:
+                    log.info("expired access requests deleted", extra={"count": purged})
             except Exception as exc:  # the database is down: try again next time
                 log.warning("session purge failed: %s", type(exc).__name__)
             await asyncio.sleep(interval)
@@ -177,5 +182,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", openapi.handle_openapi)
     sockets.attach(app)  # /socket.io/, before the users' catch-all route
     web_dashboard.setup(app, transport)
+    consent_page.setup(app, transport)  # app access requests (its views use the cookie)
     http.add_user_routes(app, transport)
     return app

@@ -149,6 +149,12 @@ class Settings:
     log_level: str = "INFO"
     # Seconds between two deletions of expired sessions (each worker runs them).
     session_purge_seconds: float = 3600.0
+    # App access requests (API.md §13): seconds a request lives (then polling it answers
+    # 404 UNKNOWN_ACCESS_REQUEST), the polling period announced to apps (faster polls of one
+    # request answer 429), and requests one client address may open per minute (per worker).
+    access_request_ttl: float = 600.0
+    access_poll_ms: int = 1000
+    access_requests_per_minute: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -219,6 +225,11 @@ class Settings:
             upload_dir=Path(env["PRYVRT_UPLOAD_DIR"]) if env.get("PRYVRT_UPLOAD_DIR") else None,
             cookie_secure=_tristate(env, "PRYVRT_COOKIE_SECURE"),
             log_level=log_level,
+            access_request_ttl=_float(env, "PRYVRT_ACCESS_REQUEST_TTL", cls.access_request_ttl),
+            access_poll_ms=_int(env, "PRYVRT_ACCESS_POLL_MS", cls.access_poll_ms, 100),
+            access_requests_per_minute=_int(
+                env, "PRYVRT_ACCESS_REQUESTS_PER_MINUTE", cls.access_requests_per_minute, 1
+            ),
         )
         settings = replace(settings, **overrides) if overrides else settings
         if not 1 <= settings.max_folder_depth <= FOLDER_DEPTH_CEILING:

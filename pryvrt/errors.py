@@ -152,6 +152,12 @@ UnknownToken = _error(
 UnknownBookmark = _error(
     "UnknownBookmark", 404, "UNKNOWN_BOOKMARK", "the bookmark in the address does not exist"
 )
+UnknownAccessRequest = _error(
+    "UnknownAccessRequest",
+    404,
+    "UNKNOWN_ACCESS_REQUEST",
+    "the app access request is unknown, expired, or answered by another user",
+)
 UnknownResource = _error("UnknownResource", 404, "UNKNOWN_RESOURCE", "no route at this path (HTTP)")
 MethodNotAllowed = _error(
     "MethodNotAllowed",

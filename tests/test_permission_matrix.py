@@ -147,6 +147,13 @@ MATRIX: dict[str, str] = {
     "events.addSeriesPoints": CONTRIBUTE,
     "events.getSeries": READ,
     "series.batch": CONTRIBUTE,
+    # App access requests (API.md §13; app tokens: tests/test_permission_matrix_apps.py).
+    "tokens.checkApp": SESSION_ONLY,
+    "access.request": ANYONE,
+    "access.poll": ANYONE,
+    "access.review": SESSION_ONLY,
+    "access.accept": SESSION_ONLY,
+    "access.refuse": SESSION_ONLY,
 }
 
 CODES = {"Y": None, "F": (403, "FORBIDDEN"), "I": (401, "INVALID_TOKEN")}
@@ -303,6 +310,7 @@ def matrix_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory)
         socket_recheck_seconds=0.0,
         # Hundreds of cases present a wrong credential on purpose, from one address.
         token_max_failures_per_ip=1_000_000,
+        access_requests_per_minute=1_000_000,  # every access.* case opens a request
     )
 
 
@@ -521,6 +529,24 @@ SPECS: dict[str, Spec] = {
             ],
         )
     ),
+    "tokens.checkApp": lambda env, at, c: _ready(
+        on_user(at, "tokens.checkApp", requestingAppId="mx-app", requestedPermissions=read_a(at))
+    ),
+    "access.request": lambda env, at, c: _ready(
+        on_user(at, "access.request", requestingAppId="mx-app", requestedPermissions=read_a(at))
+    ),
+    "access.poll": lambda env, at, c: _then(
+        new_access_request(env, at), lambda k: on_user(at, "access.poll", key=k)
+    ),
+    "access.review": lambda env, at, c: _then(
+        new_access_request(env, at), lambda k: on_user(at, "access.review", key=k)
+    ),
+    "access.accept": lambda env, at, c: _then(
+        new_access_request(env, at), lambda k: on_user(at, "access.accept", key=k)
+    ),
+    "access.refuse": lambda env, at, c: _then(
+        new_access_request(env, at), lambda k: on_user(at, "access.refuse", key=k)
+    ),
 }
 
 
@@ -541,6 +567,16 @@ SPECS |= {
         ),
     ),
 }
+def read_a(at: Position) -> list[dict[str, Any]]:
+    return [{"channelId": at.world.a, "level": "read"}]
+
+
+async def new_access_request(env: Env, at: Position) -> str:
+    """A fresh app access request (no credential needed), for the owner's channel A."""
+    body = {"requestingAppId": env.fresh("mx-app-"), "requestedPermissions": read_a(at)}
+    reply = await env.api.post("/access", body)
+    assert reply.status == 201, reply
+    return str(reply.body["key"])
 
 
 async def _ready(call: Call) -> Call:

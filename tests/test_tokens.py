@@ -41,12 +41,18 @@ async def test_create_and_list_shared_tokens(api: Api) -> None:
     assert token["created"] > 0
 
 
-async def test_a_personal_token_lists_only_shared_tokens(api: Api) -> None:
+async def test_a_personal_token_lists_only_shared_tokens_without_their_secret(api: Api) -> None:
     username, session = await api.user()
     personal = await api.personal_token(username, session)
     shared = await api.shared_token(username, session, [])
+    by_session = {t["id"]: t for t in (await api.get(f"/{username}/tokens", auth=session)).body}
     listed = (await api.get(f"/{username}/tokens", auth=personal)).body
-    assert [t["id"] for t in listed] == [shared]
+    assert [t["accessId"] for t in listed] == [by_session[shared]["accessId"]]
+    assert "id" not in listed[0] and shared not in str(listed)
+    # ... and manages them by accessId.
+    reply = await api.delete(f"/{username}/tokens/{listed[0]['accessId']}", auth=personal)
+    assert reply.status == 200, reply
+    assert (await api.get(f"/{username}/channels", auth=shared)).status == 401
 
 
 async def test_token_names_are_unique(api: Api) -> None:

@@ -263,3 +263,31 @@ class CredentialThrottle:
         """``async with`` it around the credential check (429 when refused)."""
         limits = ((address_key(ip), self.per_ip),)
         return Attempt(self.windows, limits, "wrong credentials", unchecked=unchecked)
+
+
+class RequestRate:
+    """At most ``limit`` requests per client address per ``window`` seconds (app access
+    requests: each one stores a row until it expires). Counted in the worker's memory."""
+
+    def __init__(self, limit: int, window: float = 60.0, max_keys: int = MAX_KEYS) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self._windows: dict[str, tuple[int, float]] = {}  # key -> (count, window start)
+
+    def check(self, ip: str | None, what: str) -> None:
+        """Count one request of ``ip``, or refuse it (429) when its window is full."""
+        now = time.monotonic()
+        key = address_key(ip)
+        count, start = self._windows.get(key, (0, now))
+        if now - start >= self.window:
+            count, start = 0, now
+        if count >= self.limit:
+            raise too_many(what, start + self.window - now)
+        if key not in self._windows and len(self._windows) >= self.max_keys:
+            self._windows = {
+                k: v for k, v in self._windows.items() if now - v[1] < self.window
+            } or {}
+            if len(self._windows) >= self.max_keys:
+                self._windows.clear()
+        self._windows[key] = (count + 1, start)

@@ -1,6 +1,7 @@
 """API methods. Importing this package registers every method in ``registry.REGISTRY``."""
 
 from pryvrt.methods import (  # noqa: F401
+    access,
     account,
     attachments,
     batch,

@@ -40,6 +40,8 @@ RESERVED_USERNAMES = frozenset(
         "admin",
         "www",
         "api",
+        "access",
+        "consent",
     }
 )
 

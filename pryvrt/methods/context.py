@@ -13,7 +13,7 @@ from pryvrt.notify.messages import ACCESS_REVOKED
 
 if TYPE_CHECKING:
     from pryvrt.auth.permissions import Access
-    from pryvrt.auth.throttle import CredentialThrottle, LoginThrottle
+    from pryvrt.auth.throttle import CredentialThrottle, LoginThrottle, RequestRate
     from pryvrt.config import Settings
     from pryvrt.methods.scope import Scope
     from pryvrt.methods.uploads import Upload
@@ -38,6 +38,8 @@ class Services:
     cache: AccessCache = field(default_factory=lambda: AccessCache(0))
     # The deployment's server secret (pryvrt.auth.secret_key): readTokens, cookie sessions.
     secret_key: bytes = b""
+    # App access requests opened per client address (pryvrt.methods.access).
+    access_rate: RequestRate | None = None
     # user id -> uploads being received or stored by this worker (pryvrt.methods.uploads).
     uploads_in_progress: dict[str, int] = field(default_factory=dict)
     # seriesChanged throttled per series (pryvrt.notify.coalesce).

@@ -42,6 +42,9 @@ class Auth(Enum):
     NONE = "none"  # no credential needed (registration, login)
     ACCESS = "access"  # any token or session; data permissions: the method's ``need``
     PERSONAL = "personal"  # a session or a personal token
+    # A session, a personal token or an app token: token management (an app token manages
+    # the shared tokens it created, API.md §13).
+    TOKENS = "tokens"
     SESSION = "session"  # an admin session only
 
 
@@ -99,7 +102,7 @@ def method(
         implied.append("UNKNOWN_USER")
     if auth is not Auth.NONE:
         implied.append("INVALID_TOKEN")
-    if auth in (Auth.PERSONAL, Auth.SESSION):
+    if auth in (Auth.PERSONAL, Auth.SESSION, Auth.TOKENS):
         implied.append("FORBIDDEN")
     if need is not None:
         implied.extend(need.implied_errors())
@@ -175,6 +178,8 @@ async def authenticate(ctx: CallContext) -> Access:
 def check_credential_kind(method: Method, access: Access) -> None:
     if method.auth is Auth.PERSONAL and not access.is_full:
         raise errors.Forbidden(f"{method.id} needs a session or a personal token")
+    if method.auth is Auth.TOKENS and not (access.is_full or access.kind == "app"):
+        raise errors.Forbidden(f"{method.id} needs a session, a personal or an app token")
     if method.auth is Auth.SESSION and not access.is_session:
         raise errors.Forbidden(f"{method.id} needs an admin session")
 

@@ -15,6 +15,7 @@ from pryvrt.methods.context import CallContext
 from pryvrt.methods.params import ItemRef, Name, Params, check_item_id
 from pryvrt.methods.registry import Auth, method
 from pryvrt.storage.base import Conflict
+from pryvrt.storage.tokens import Token
 
 LevelName = Literal["read", "contribute", "manage"]
 
@@ -108,16 +109,35 @@ class NoParams(Params):
     pass
 
 
-@method("tokens.get", NoParams, auth=Auth.PERSONAL)
+def manages(access: Access, token: Token) -> bool:
+    """Whether ``access`` may see and change ``token``: a session every token, a personal
+    token all but personal ones, an app token the shared tokens it created (API.md §13)."""
+    if access.is_session:
+        return True
+    if access.kind == "personal":
+        return token.type != "personal"
+    return token.type == "shared" and token.created_by == access.access_id
+
+
+@method("tokens.get", NoParams, auth=Auth.TOKENS)
 async def get(ctx: CallContext, p: NoParams) -> list[dict[str, Any]]:
-    """Tokens by name: all of them for a session, the shared ones for a personal token."""
+    """Tokens by name: all of them for a session; the shared and app ones for a personal
+    token; the shared ones it created for an app token. Only a session sees their secret
+    ``id``; the others name them by ``accessId`` (tokens.update and tokens.delete take it)."""
     access = ctx.require_access()
-    types = None if access.is_session else ("shared", "app")
-    return [t.to_api() for t in await ctx.storage.tokens.list_all(ctx.user_id, types)]
+    if access.is_session:
+        tokens = await ctx.storage.tokens.list_all(ctx.user_id)
+    elif access.kind == "personal":
+        tokens = await ctx.storage.tokens.list_all(ctx.user_id, ("shared", "app"))
+    else:
+        tokens = await ctx.storage.tokens.list_all(ctx.user_id, ("shared",), access.access_id)
+    return [t.to_api(secret=access.is_session) for t in tokens]
 
 
 class CreateParams(Params):
-    id: NewTokenId | None = None
+    id: NewTokenId | None = Field(
+        None, description="the secret credential; server-generated (256 bits) when left out"
+    )
     name: Name
     type: Literal["shared", "app"] = "shared"
     permissions: list[PermissionParam] = Field(default_factory=list)
@@ -126,12 +146,15 @@ class CreateParams(Params):
 @method(
     "tokens.create",
     CreateParams,
-    auth=Auth.PERSONAL,
+    auth=Auth.TOKENS,
     errors=("ITEM_NAME_ALREADY_EXISTS", "ITEM_ID_ALREADY_EXISTS", "INVALID_ITEM_ID"),
 )
 async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
-    """Create a shared (or app) token; a creator may only grant what it holds."""
+    """Create a shared (or app) token; a creator may only grant what it holds. An app token
+    creates shared tokens only. 201 ``{id, accessId}``: the one answer holding the secret."""
     access = ctx.require_access()
+    if access.kind == "app" and p.type != "shared":
+        raise errors.Forbidden("an app token creates shared tokens only")
     perms = permissions_json(p.permissions)
     check_grantable(access, perms)
     try:
@@ -142,27 +165,36 @@ async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
         if exc.field == "id":
             raise errors.ItemIdAlreadyExists("a token with this id already exists") from None
         raise errors.ItemNameAlreadyExists("a token with this name already exists") from None
-    return {"id": token.id}
+    return {"id": token.id, "accessId": token.access_id}
+
+
+TOKEN_REF = "the token's id (its secret) or its accessId"
 
 
 class UpdateParams(Params):
-    id: ItemRef
+    id: ItemRef = Field(description=TOKEN_REF)
     name: Name | None = None
     permissions: list[PermissionParam] | None = None
+
+
+async def managed_token(ctx: CallContext, ref: str) -> Token:
+    """The token ``ref`` names, when the caller manages it (else 404 UNKNOWN_TOKEN)."""
+    token = await ctx.storage.tokens.find(ctx.user_id, ref)
+    if token is None or not manages(ctx.require_access(), token):
+        raise errors.UnknownToken(f"unknown token {ref!r}")
+    return token
 
 
 @method(
     "tokens.update",
     UpdateParams,
-    auth=Auth.PERSONAL,
+    auth=Auth.TOKENS,
     errors=("UNKNOWN_TOKEN", "ITEM_NAME_ALREADY_EXISTS", "FORBIDDEN", "INVALID_OPERATION"),
 )
 async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
     """Rename a token or change its permissions (never beyond the caller's)."""
     access = ctx.require_access()
-    token = await ctx.storage.tokens.get(ctx.user_id, p.id)
-    if token is None or (token.type == "personal" and not access.is_session):
-        raise errors.UnknownToken(f"unknown token {p.id!r}")
+    token = await managed_token(ctx, p.id)
     perms = None
     if p.permissions is not None:
         if token.type == "personal":
@@ -170,28 +202,27 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
         perms = permissions_json(p.permissions)
         check_grantable(access, perms)
     try:
-        await ctx.storage.tokens.update(ctx.user_id, p.id, p.name, perms, time.time(), ctx.writer)
+        await ctx.storage.tokens.update(
+            ctx.user_id, token.id, p.name, perms, time.time(), ctx.writer
+        )
     except Conflict:
         raise errors.ItemNameAlreadyExists("a token with this name already exists") from None
     if perms is not None:
         # Live sockets hold the old permissions: make them reconnect with the new ones.
-        ctx.revoke(p.id)
+        ctx.revoke(token.id)
     return {}
 
 
 class DeleteParams(Params):
-    id: ItemRef
+    id: ItemRef = Field(description=TOKEN_REF)
 
 
-@method("tokens.delete", DeleteParams, auth=Auth.PERSONAL, errors=("UNKNOWN_TOKEN",))
+@method("tokens.delete", DeleteParams, auth=Auth.TOKENS, errors=("UNKNOWN_TOKEN",))
 async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
     """Delete a token for good; sockets using it are disconnected."""
-    access = ctx.require_access()
-    token = await ctx.storage.tokens.get(ctx.user_id, p.id)
-    if token is None or (token.type == "personal" and not access.is_session):
-        raise errors.UnknownToken(f"unknown token {p.id!r}")
-    await ctx.storage.tokens.delete(ctx.user_id, p.id)
-    ctx.revoke(p.id)
+    token = await managed_token(ctx, p.id)
+    await ctx.storage.tokens.delete(ctx.user_id, token.id)
+    ctx.revoke(token.id)
     return {}
 
 

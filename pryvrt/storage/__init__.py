@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from pryvrt.storage.access_requests import AccessRequestsStore
 from pryvrt.storage.attachments import AttachmentsStore
 from pryvrt.storage.bookmarks import BookmarksStore
 from pryvrt.storage.channels import ChannelsStore
@@ -41,6 +42,7 @@ class Storage:
         self.events = EventsStore(pool)
         self.periods = PeriodsStore(pool)
         self.series = SeriesStore(pool)
+        self.access_requests = AccessRequestsStore(pool)
 
     @asynccontextmanager
     async def transaction(self, rows: int = 1) -> AsyncIterator[asyncpg.Connection]:

@@ -73,6 +73,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/tokens", "tokens.get"),
     Route("POST", "/tokens", "tokens.create", 201),
     Route("POST", "/tokens/personal", "tokens.getOrCreatePersonal"),
+    Route("POST", "/tokens/check-app", "tokens.checkApp"),
     Route("GET", "/tokens/{name}", "tokens.getOrCreatePersonal"),
     Route("PUT", "/tokens/{id}", "tokens.update"),
     Route("DELETE", "/tokens/{id}", "tokens.delete"),
@@ -98,10 +99,19 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/{channelId}/events/{id}", "events.delete"),
     Route("GET", "/{channelId}/events/{id}/{fileName}", "events.getAttachment", download=True),
     Route("DELETE", "/{channelId}/events/{id}/{fileName}", "events.deleteAttachment"),
+    # After the channel routes: a request key never equals their literal segments.
+    Route("GET", "/access/{key}", "access.review"),
+    Route("POST", "/access/{key}/accept", "access.accept"),
+    Route("POST", "/access/{key}/refuse", "access.refuse"),
 )
 
 # Routes outside any user (registered with aiohttp's router directly).
-SERVICE_ROUTES: tuple[Route, ...] = (Route("POST", "/users", "users.create", 201),)
+SERVICE_ROUTES: tuple[Route, ...] = (
+    Route("POST", "/users", "users.create", 201),
+    # App access requests (API.md §13; pryvrt.web.consent serves them, and the page).
+    Route("POST", "/access", "access.request", 201),
+    Route("GET", "/access/{key}", "access.poll"),
+)
 
 _PARAM = re.compile(r"\{(\w+)\}")
 
