@@ -173,16 +173,17 @@ async def check_app(
 
 @method("tokens.checkApp", CheckAppParams, auth=Auth.SESSION)
 async def check_app_method(ctx: CallContext, p: CheckAppParams) -> dict[str, Any]:
-    """Whether the app token of ``requestingAppId`` already grants ``requestedPermissions``:
+    """Whether the app token of an app id already grants the permissions it asks for.
+
     ``{matchingToken}``, ``{mismatchingToken, checkedPermissions}``, or
     ``{checkedPermissions}`` when the app has no token (the permissions a token would get:
-    no defaultName, no parentId)."""
+    no defaultName, no parentId). Tokens without their secret (``accessId`` names them)."""
     perms = granted(p.requestedPermissions)
     token, matches = await check_app(ctx, p.requestingAppId, perms)
     if token is not None and matches:
-        return {"matchingToken": token.to_api()}
+        return {"matchingToken": token.to_api(secret=False)}
     if token is not None:
-        return {"mismatchingToken": token.to_api(), "checkedPermissions": perms}
+        return {"mismatchingToken": token.to_api(secret=False), "checkedPermissions": perms}
     return {"checkedPermissions": perms}
 
 
@@ -212,8 +213,9 @@ def request_urls(ctx: CallContext, key: str) -> dict[str, Any]:
     errors=("TOO_MANY_REQUESTS",),
 )
 async def request(ctx: CallContext, p: RequestParams) -> dict[str, Any]:
-    """Open an app access request (no credential): 201 ``{status: "NEED_SIGNIN", key,
-    authUrl, poll, pollRateMs}``. Send the user's browser to ``authUrl``; poll ``poll``
+    """Open an app access request (no credential needed).
+
+    201 ``{status: "NEED_SIGNIN", key, authUrl, poll, pollRateMs}``. Send the user's browser to ``authUrl``; poll ``poll``
     (GET, JSON) every ``pollRateMs`` until the status changes."""
     if ctx.services.access_rate is not None:
         ctx.services.access_rate.check(ctx.client_ip, "access requests from this address")
@@ -264,7 +266,9 @@ def outcome(ctx: CallContext, req: AccessRequest) -> dict[str, Any]:
     errors=("UNKNOWN_ACCESS_REQUEST", "TOO_MANY_REQUESTS"),
 )
 async def poll(ctx: CallContext, p: KeyParams) -> dict[str, Any]:
-    """The request's status (``GET /access/{key}`` as JSON): ``{status: "NEED_SIGNIN"}``
+    """The access request's status, polled by the app (a browser gets the consent page).
+
+    ``GET /access/{key}`` as JSON: ``{status: "NEED_SIGNIN"}``
     until the user decides, then ``{status: "ACCEPTED", username, token, apiEndpoint}`` or
     ``{status: "REFUSED", reasonId, message}``; 404 UNKNOWN_ACCESS_REQUEST once expired.
     Polls of one request closer than half ``pollRateMs`` apart answer 429."""
@@ -367,10 +371,11 @@ async def make_plan(ctx: CallContext, perms: list[dict[str, Any]], conn: Any = N
     errors=("UNKNOWN_ACCESS_REQUEST",),
 )
 async def review(ctx: CallContext, p: KeyParams) -> dict[str, Any]:
-    """What accepting the request would do, for the consent page: the request (app id,
-    device name, returnURL, permissions), each permission with what it names in this
-    account (``state``: exists, created from its defaultName, missing), and the app's
-    current token (``matchingToken`` reused, or ``mismatchingToken`` whose permissions
+    """What accepting an access request would do (the consent page shows it).
+
+    The request (app id, device name, returnURL, permissions), each permission with what
+    it names in this account (``state``: exists, created from its defaultName, missing),
+    and the app's current token (``matchingToken`` reused, or ``mismatchingToken`` whose permissions
     would be replaced; without its secret). ``problems`` lists what would make it fail."""
     req = await live_request(ctx, p.key)
     assert ctx.user is not None
@@ -420,9 +425,11 @@ def decided(req: AccessRequest) -> errors.ApiError:
     errors=("UNKNOWN_ACCESS_REQUEST", "INVALID_OPERATION", "ITEM_NAME_ALREADY_EXISTS"),
 )
 async def accept(ctx: CallContext, p: KeyParams) -> dict[str, Any]:
-    """Accept the request: create the missing channels and folders named with a
-    ``defaultName``, then the app token (or reuse the app's token when its permissions
-    match; replace them otherwise), all in one transaction. ``{status, returnURL}``: the
+    """Accept an access request: the app gets its token.
+
+    Creates the missing channels and folders named with a ``defaultName``, then the app
+    token (or reuses the app's token when its permissions match; replaces them otherwise),
+    all in one transaction. ``{status, returnURL}``: the
     app collects the token by polling; the browser goes back to the app through
     ``GET /access/{key}/return`` (the answer holds no secret)."""
     assert ctx.user is not None
@@ -518,8 +525,9 @@ async def create_folder(
     errors=("UNKNOWN_ACCESS_REQUEST", "INVALID_OPERATION"),
 )
 async def refuse(ctx: CallContext, p: KeyParams) -> dict[str, Any]:
-    """Refuse the request: the app's poll answers ``{status: "REFUSED", reasonId:
-    "REFUSED_BY_USER", message}``. ``{status, returnURL}`` as accept."""
+    """Refuse an access request.
+
+    The app's poll answers ``{status: "REFUSED", reasonId: "REFUSED_BY_USER", message}``. ``{status, returnURL}`` as accept."""
     assert ctx.user is not None
     async with ctx.storage.transaction() as conn:
         req = await live_request(ctx, p.key, conn)

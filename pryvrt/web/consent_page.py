@@ -27,7 +27,7 @@ from aiohttp import web
 from pryvrt import errors
 from pryvrt.auth import browser_session
 from pryvrt.methods import registry
-from pryvrt.methods.access import return_location
+from pryvrt.methods.access import check_return_url, return_location
 from pryvrt.storage.access_requests import PENDING
 from pryvrt.transports import http
 from pryvrt.transports.http import SERVICE_ROUTES, HttpTransport, Route
@@ -74,11 +74,15 @@ class ConsentViews:
         problem = browser_session.dashboard_problem(request, self.services.settings)
         if problem is not None:
             raise errors.Forbidden(f"accepted from the consent page only: {problem}")
+        key = request.match_info["key"]
+        if await self.services.storage.access_requests.get(key, time.time()) is None:
+            # Said before "sign in": nobody need sign in to learn the link is dead.
+            raise errors.UnknownAccessRequest("unknown or expired access request")
         cookie = browser_session.cookie_of(request)
         if cookie is None:
             raise errors.InvalidToken("sign in on this page first")
         ctx = self.transport.context(request, cookie.username)
-        result = await registry.call(ctx, method_id, {"key": request.match_info["key"]})
+        result = await registry.call(ctx, method_id, {"key": key})
         return http.json_response(result)
 
     async def review(self, request: web.Request) -> web.StreamResponse:
@@ -96,6 +100,10 @@ class ConsentViews:
         req = await self.services.storage.access_requests.get(key, time.time())
         if req is None or req.status == PENDING or req.return_url is None:
             raise errors.UnknownAccessRequest("no answered access request to go back from")
+        try:  # checked when the request opened; checked again before the browser goes
+            check_return_url(req.return_url)
+        except ValueError:
+            raise errors.InvalidOperation("the request's returnURL is not http(s)") from None
         ctx = self.transport.context(request, None)
         location = return_location(ctx, req)
         assert location is not None
