@@ -115,6 +115,27 @@ async def test_the_app_gets_a_token_that_reaches_what_it_asked_for_and_nothing_e
     assert (reply.status, reply.body["id"]) == (400, "INVALID_OPERATION")
 
 
+async def test_a_grant_on_the_events_with_no_folder_survives_the_request(api: Api) -> None:
+    username, session = await api.user()
+    await api.channel(username, session, id="diary", name="Diary")
+    perms = [
+        {
+            "channelId": "diary",
+            "level": "read",
+            "folderPermissions": [{"folderId": None, "level": "contribute"}],
+        }
+    ]
+    opened = await open_request(api, perms=perms)
+    review = (await api.get(f"/{username}/access/{opened['key']}", auth=session)).body
+    assert review["requestedPermissions"] == perms
+    assert review["permissions"][0]["folderPermissions"] == [
+        {"folderId": None, "level": "contribute", "state": "no-folder"}
+    ]
+    assert (await decide(api, username, session, opened["key"], "accept")).status == 200
+    token = (await poll(api, opened["key"])).body["token"]
+    assert (await api.post(f"/{username}/diary/events", {}, auth=token)).status == 201
+
+
 async def test_a_second_request_reuses_the_app_token_and_changed_permissions_replace_its_own(
     api: Api,
 ) -> None:

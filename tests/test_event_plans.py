@@ -105,7 +105,9 @@ async def test_windowed_reads_stop_at_the_limit_before_and_after_analyze(
 
 
 def _event(channel: str, id_: str, t: float, duration: float | None, period: bool) -> Event:
-    return Event(id_, channel, t, period, duration, None, None, None, [], None, {}, [], False, t)
+    return Event(
+        id_, channel, t, period, duration, None, None, None, [], None, {}, [], False, t, t, "", ""
+    )
 
 
 async def test_windowed_pages_are_exact_across_marks_finished_and_running_periods(

@@ -138,6 +138,20 @@ def granted(perms: list[RequestedPermission]) -> list[dict[str, Any]]:
     return result
 
 
+def as_stored(perm: RequestedPermission) -> dict[str, Any]:
+    """A requested permission as the request keeps it (``folderId: null`` kept: it means
+    the events with no folder; absent options left out)."""
+    item: dict[str, Any] = {"channelId": perm.channelId, "level": perm.level}
+    if perm.defaultName is not None:
+        item["defaultName"] = perm.defaultName
+    if perm.folderPermissions is not None:
+        item["folderPermissions"] = [
+            f.model_dump(exclude={"defaultName", "parentId"} - f.model_fields_set)
+            for f in perm.folderPermissions
+        ]
+    return item
+
+
 def normalized(perms: list[dict[str, Any]]) -> bytes:
     """Permissions in one canonical order, to compare two sets of them."""
     items = []
@@ -225,7 +239,7 @@ async def request(ctx: CallContext, p: RequestParams) -> dict[str, Any]:
         time.time(),
         ctx.settings.access_request_ttl,
         p.requestingAppId,
-        [perm.model_dump(exclude_none=True) for perm in p.requestedPermissions],
+        [as_stored(perm) for perm in p.requestedPermissions],
         p.deviceName,
         p.returnURL,
         p.clientData,
@@ -477,9 +491,17 @@ async def accept(ctx: CallContext, p: KeyParams) -> dict[str, Any]:
         elif not matches or req.device_name not in (None, token.device_name):
             check_grantable(ctx.require_access(), perms)
             await storage.tokens.update(
-                ctx.user_id, token.id, None, perms, now, by, conn, device_name=req.device_name
+                ctx.user_id,
+                token.id,
+                None,
+                None if matches else perms,
+                now,
+                by,
+                conn,
+                device_name=req.device_name,
             )
-            ctx.revoke(token.id)  # its sockets hold the old permissions
+            if not matches:
+                ctx.revoke(token.id)  # its sockets hold the old permissions
         await storage.access_requests.decide(
             conn, p.key, ACCEPTED, ctx.user_id, ctx.user.username, token_id=token.id
         )
