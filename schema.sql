@@ -320,9 +320,14 @@ BEGIN
             -- For events this UPDATE also renders every event's JSON again (trigger).
             EXECUTE format('UPDATE %I SET created = coalesce(created, modified),'
                            ' created_by = ''system'', modified_by = ''system''', t);
+            -- Defaults for writers that do not name the columns (a worker of the previous
+            -- version during a rolling upgrade, a tool writing SQL): now, by "system".
             EXECUTE format('ALTER TABLE %I ALTER COLUMN created SET NOT NULL,'
                            ' ALTER COLUMN created_by SET NOT NULL,'
-                           ' ALTER COLUMN modified_by SET NOT NULL', t);
+                           ' ALTER COLUMN modified_by SET NOT NULL,'
+                           ' ALTER COLUMN created SET DEFAULT extract(epoch FROM now()),'
+                           ' ALTER COLUMN created_by SET DEFAULT ''system'','
+                           ' ALTER COLUMN modified_by SET DEFAULT ''system''', t);
         END IF;
     END LOOP;
 END $$;

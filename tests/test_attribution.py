@@ -197,3 +197,13 @@ async def test_rows_from_before_v6_get_created_equal_modified_and_system(api: Ap
     assert event["tags"] == ["old"]
     version = await pool.fetchval("SELECT version FROM schema_version")
     assert version >= 6
+    # A writer that does not know the columns (the previous version during a rolling
+    # upgrade) still writes: now, by "system".
+    user_id = await pool.fetchval("SELECT user_id FROM users WHERE username = $1", me.username)
+    await pool.execute(
+        "INSERT INTO channels (user_id, id, name, modified) VALUES ($1, 'old-code', 'O', 1.0)",
+        user_id,
+    )
+    channels = (await api.get(f"/{me.username}/channels", auth=me.session)).body
+    [old] = [c for c in channels if c["id"] == "old-code"]
+    assert by(old) == ("system", "system") and old["created"] > 1.0

@@ -195,7 +195,9 @@ def test_tree_questions_take_linear_time_even_on_a_very_deep_chain() -> None:
     pass each. The quadratic walks they replace needed hours here; the bound is generous."""
     n = 20_000
     folders = [
-        Folder(f"f{i}", "ch", f"f{i}", f"f{i - 1}" if i else None, i == 5, {}, i == 7, 0.0)
+        Folder(
+            f"f{i}", "ch", f"f{i}", f"f{i - 1}" if i else None, i == 5, {}, i == 7, 0.0, 0.0, "", ""
+        )
         for i in range(n)
     ]
     grants = [{"channelId": "ch", "level": "read", "folderPermissions": []}]
