@@ -52,6 +52,22 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "permissions": [{"channelId": "diary", "level": "contribute"}],
     },
     "tokens.delete": {"id": "TOKEN"},
+    "tokens.checkApp": {
+        "requestingAppId": "heart-notes",
+        "requestedPermissions": [{"channelId": "heart", "level": "contribute"}],
+    },
+    "access.request": {
+        "requestingAppId": "heart-notes",
+        "requestedPermissions": [
+            {"channelId": "heart", "defaultName": "Heart", "level": "contribute"}
+        ],
+        "deviceName": "my phone",
+        "returnURL": "https://heart-notes.example/back",
+    },
+    "access.poll": {"key": "KEY"},
+    "access.review": {"key": "KEY"},
+    "access.accept": {"key": "KEY"},
+    "access.refuse": {"key": "KEY"},
     "channels.get": {"state": "all"},
     "channels.create": {"id": "diary", "name": "Diary"},
     "channels.update": {"channelId": "diary", "name": "My diary"},
@@ -148,6 +164,7 @@ AUTH_TEXT = {
     Auth.NONE: "none",
     Auth.SESSION: "an admin session (`admin.login`)",
     Auth.PERSONAL: "an admin session or a personal token",
+    Auth.TOKENS: "an admin session, a personal token or an app token (its own shared tokens)",
 }
 
 REACH_TEXT = {
