@@ -71,7 +71,8 @@ def test_the_examples_call_the_routes_of_their_method() -> None:
         match = re.search(r"curl -s (?:-X (\w+) )?\"?http://127\.0\.0\.1:3000([^\s\"?]*)", command)
         assert match, (method_id, command)
         verb, path = match.group(1) or "GET", match.group(2)
-        if any(r.method_id == method_id and r.path == path for r in SERVICE_ROUTES):
+        service, _, _ = RouteTable(SERVICE_ROUTES).match(verb, [s for s in path.split("/") if s])
+        if service is not None and service.method_id == method_id:
             continue
         assert path.startswith("/alice"), (method_id, path)
         segments = [s for s in path.removeprefix("/alice").split("/") if s]
