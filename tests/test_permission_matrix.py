@@ -567,6 +567,8 @@ SPECS |= {
         ),
     ),
 }
+
+
 def read_a(at: Position) -> list[dict[str, Any]]:
     return [{"channelId": at.world.a, "level": "read"}]
 
