@@ -337,8 +337,8 @@ ALTER TABLE tokens ADD COLUMN IF NOT EXISTS device_name text;
 
 -- App access requests (API.md §13): what an app asked for, until the user decides and the
 -- app collects the answer. No user at creation (the user signs in later), so the table is
--- keyed by the request's secret key (a distributed database shards it by key). Rows live
--- PRYVRT_ACCESS_REQUEST_TTL seconds; the sweep deletes expired ones.
+-- keyed by the request's secret key, not by user (tests/test_citus_ready.py lists it with
+-- the reason). Rows live PRYVRT_ACCESS_REQUEST_TTL seconds; the sweep deletes expired ones.
 CREATE TABLE IF NOT EXISTS access_requests (
     key          text PRIMARY KEY,
     created      double precision NOT NULL,
@@ -350,7 +350,8 @@ CREATE TABLE IF NOT EXISTS access_requests (
     client_data  jsonb NOT NULL DEFAULT '{}',
     status       text NOT NULL DEFAULT 'NEED_SIGNIN'
                  CHECK (status IN ('NEED_SIGNIN', 'ACCEPTED', 'REFUSED')),
-    user_id      text REFERENCES users (user_id) ON DELETE CASCADE,
+    -- who answered (no user_id column: the table is not distributed by user)
+    answered_by  text REFERENCES users (user_id) ON DELETE CASCADE,
     username     text,
     token_id     text,
     reason_id    text,

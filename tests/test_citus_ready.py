@@ -54,6 +54,9 @@ LOCAL_TABLES = {
     "schema_version": "one row, read and written only while the schema is applied",
     "events_in": "a temporary table (ON COMMIT DROP) of the transaction that bulk-inserts"
     " one user's events; its INSERT ... SELECT gives user_id from a parameter",
+    "access_requests": "app access requests (README, 'Connecting an app'): no user when an"
+    " app opens one, only its random key, which every statement names; a few rows living"
+    " 10 minutes: kept on the coordinator (or distributed by key), never joined to user data",
 }
 # Non-btree indexes of distributed tables that do not lead with user_id, and why.
 OTHER_INDEXES = {

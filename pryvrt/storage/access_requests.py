@@ -26,6 +26,7 @@ class AccessRequest:
     return_url: str | None
     client_data: dict[str, Any]
     status: str
+    # The user who answered (the row's answered_by).
     user_id: str | None
     username: str | None
     # The app token's secret once accepted (handed to the app by the poll).
@@ -61,7 +62,7 @@ def _request(row: asyncpg.Record) -> AccessRequest:
         row["return_url"],
         row["client_data"],
         row["status"],
-        row["user_id"],
+        row["answered_by"],
         row["username"],
         row["token_id"],
         row["reason_id"],
@@ -144,7 +145,7 @@ class AccessRequestsStore(Store):
         message: str | None = None,
     ) -> None:
         await conn.execute(
-            "UPDATE access_requests SET status = $2, user_id = $3, username = $4,"
+            "UPDATE access_requests SET status = $2, answered_by = $3, username = $4,"
             " token_id = $5, reason_id = $6, message = $7 WHERE key = $1",
             key,
             status,
