@@ -112,49 +112,6 @@ def _operation(route: Route, user_route: bool, schemas: dict[str, Any]) -> dict[
     return operation
 
 
-def consent_page_paths() -> dict[str, Any]:
-    """The consent page's own routes (pryvrt.web.consent_page): browser-only views of the
-    access.* methods, with the dashboard's cookie session instead of a credential."""
-    key = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
-    ok = {"200": {"description": "the method's answer", "content": {"application/json": {}}}}
-    errors = _error_responses(("INVALID_TOKEN", "FORBIDDEN", "UNKNOWN_ACCESS_REQUEST"))
-    page = (
-        " Consent page only: the dashboard's session cookie, the header X-Pryvrt-CSRF: 1 and"
-        " a same-origin request (403 FORBIDDEN otherwise; 401 INVALID_TOKEN: sign in)."
-    )
-
-    def view(method_id: str, verb: str) -> dict[str, Any]:
-        return {
-            verb: {
-                "operationId": f"consent:{method_id}",
-                "summary": REGISTRY[method_id].summary + page,
-                "tags": ["access"],
-                "x-method-id": method_id,
-                "parameters": key,
-                "responses": {**ok, **errors},
-            }
-        }
-
-    return {
-        "/access/{key}/review": view("access.review", "get"),
-        "/access/{key}/accept": view("access.accept", "post"),
-        "/access/{key}/refuse": view("access.refuse", "post"),
-        "/access/{key}/return": {
-            "get": {
-                "operationId": "consent:return",
-                "summary": "Once the request is answered, 303 to its returnURL with status,"
-                " key and (accepted) apiEndpoint added to the query.",
-                "tags": ["access"],
-                "parameters": key,
-                "responses": {
-                    "303": {"description": "to the app's returnURL"},
-                    **_error_responses(("UNKNOWN_ACCESS_REQUEST",)),
-                },
-            }
-        },
-    }
-
-
 def build_openapi() -> dict[str, Any]:
     """The whole document for the routes whose methods are registered."""
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
@@ -177,7 +134,6 @@ def build_openapi() -> dict[str, Any]:
             "responses": {**plain, **_error_responses(("SERVICE_UNAVAILABLE",))},
         }
     }
-    paths.update(consent_page_paths())
     return {
         "openapi": "3.1.0",
         "info": {
