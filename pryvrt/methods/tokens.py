@@ -12,7 +12,8 @@ from pryvrt import errors
 from pryvrt.auth.permissions import Access, parse_permissions
 from pryvrt.ids import new_secret
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.params import ItemRef, Name, Params, check_item_id
+from pryvrt.methods.event_fields import unique_tags
+from pryvrt.methods.params import ItemRef, Name, Params, TagList, Timestamp, check_item_id
 from pryvrt.methods.registry import Auth, method
 from pryvrt.storage.base import Conflict
 
@@ -43,12 +44,56 @@ NewTokenId = Annotated[
 ]
 
 
-class FolderPermissionParam(Params):
+class NarrowingParams(Params):
+    """Filters that narrow a grant to some events (API.md §14)."""
+
+    tags: TagList | None = Field(
+        None, description="only the events having at least one of these tags"
+    )
+    fromTime: Timestamp | None = Field(
+        None, description="only the events overlapping the frame that starts here"
+    )
+    toTime: Timestamp | None = Field(
+        None, description="only the events overlapping the frame that ends here"
+    )
+
+    @property
+    def narrowed(self) -> bool:
+        return self.tags is not None or self.fromTime is not None or self.toTime is not None
+
+    def check_narrowing(self, level: str) -> None:
+        if self.tags is not None and not self.tags:
+            raise ValueError("tags must name at least one tag (leave it out for all events)")
+        if self.fromTime is not None and self.toTime is not None and self.fromTime > self.toTime:
+            raise ValueError("fromTime must not be after toTime")
+        if self.narrowed and level == "manage":
+            raise ValueError(
+                "a grant narrowed by tags or a time frame can be read or contribute:"
+                " managing folders reaches events outside the filter"
+            )
+
+    def narrowing_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.tags is not None:
+            out["tags"] = unique_tags(self.tags)
+        if self.fromTime is not None:
+            out["fromTime"] = self.fromTime
+        if self.toTime is not None:
+            out["toTime"] = self.toTime
+        return out
+
+
+class FolderPermissionParam(NarrowingParams):
     folderId: ItemRef | None
     level: LevelName
 
+    @model_validator(mode="after")
+    def _narrowing(self) -> FolderPermissionParam:
+        self.check_narrowing(self.level)
+        return self
 
-class PermissionParam(Params):
+
+class PermissionParam(NarrowingParams):
     channelId: ItemRef
     level: LevelName = "read"
     folderPermissions: list[FolderPermissionParam] | None = None
@@ -57,17 +102,24 @@ class PermissionParam(Params):
     def _folders_need_a_channel(self) -> PermissionParam:
         if self.folderPermissions is not None and self.channelId == "*":
             raise ValueError("folderPermissions need a specific channelId, not '*'")
+        self.check_narrowing(self.level)
+        if self.narrowed and any(f.level == "manage" for f in self.folderPermissions or ()):
+            self.check_narrowing("manage")
         return self
 
 
 def permissions_json(perms: list[PermissionParam]) -> list[dict[str, Any]]:
-    """As stored: ``folderPermissions`` only when given; ``folderId: null`` kept (it means
-    the events with no folder)."""
+    """As stored: ``folderPermissions`` and the filters only when given; ``folderId: null``
+    kept (it means the events with no folder)."""
     result: list[dict[str, Any]] = []
     for perm in perms:
         item: dict[str, Any] = {"channelId": perm.channelId, "level": perm.level}
+        item.update(perm.narrowing_json())
         if perm.folderPermissions is not None:
-            item["folderPermissions"] = [f.model_dump() for f in perm.folderPermissions]
+            item["folderPermissions"] = [
+                {"folderId": f.folderId, "level": f.level, **f.narrowing_json()}
+                for f in perm.folderPermissions
+            ]
         result.append(item)
     return result
 
