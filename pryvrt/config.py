@@ -70,6 +70,30 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return values
 
 
+DEFAULT_CHANNELS = "diary:Diary"
+
+
+def _channels(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """``id:Name`` pairs, comma-separated (unset: ``DEFAULT_CHANNELS``; empty: none)."""
+    from pryvrt.methods.params import ID_PATTERN, RESERVED_IDS
+
+    raw = env.get(name)
+    raw = DEFAULT_CHANNELS if raw is None else raw
+    out: list[tuple[str, str]] = []
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        channel_id, sep, label = (part.strip() for part in item.partition(":"))
+        if not sep or not label:
+            raise ConfigError(f"{name}: {item!r} is not id:Name")
+        if not ID_PATTERN.fullmatch(channel_id) or channel_id in RESERVED_IDS:
+            raise ConfigError(f"{name}: {channel_id!r} is not a valid channel id")
+        if any(channel_id == c or label == n for c, n in out):
+            raise ConfigError(f"{name}: {item!r} repeats an id or a name")
+        out.append((channel_id, label))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server reads from its environment (see the README's table)."""
@@ -149,6 +173,10 @@ class Settings:
     log_level: str = "INFO"
     # Seconds between two deletions of expired sessions (each worker runs them).
     session_purge_seconds: float = 3600.0
+    # Channels (id, name) every new user starts with (API.md §14). The environment's default
+    # is a "diary" channel named "Diary" (PRYVRT_DEFAULT_CHANNELS); settings built in code
+    # (tests, embedding) start with none unless they say so.
+    default_channels: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -219,6 +247,7 @@ class Settings:
             upload_dir=Path(env["PRYVRT_UPLOAD_DIR"]) if env.get("PRYVRT_UPLOAD_DIR") else None,
             cookie_secure=_tristate(env, "PRYVRT_COOKIE_SECURE"),
             log_level=log_level,
+            default_channels=_channels(env, "PRYVRT_DEFAULT_CHANNELS"),
         )
         settings = replace(settings, **overrides) if overrides else settings
         if not 1 <= settings.max_folder_depth <= FOLDER_DEPTH_CEILING:

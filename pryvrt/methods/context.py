@@ -101,6 +101,10 @@ class CallContext:
         assert self.user is not None, "method called without a user"
         return self.user.id
 
+    def require_user(self) -> User:
+        assert self.user is not None, "method called without a user"
+        return self.user
+
     def require_access(self) -> Access:
         assert self.access is not None, "method called without a credential"
         return self.access

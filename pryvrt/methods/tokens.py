@@ -5,17 +5,21 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from pryvrt import errors
 from pryvrt.auth.permissions import Access, parse_permissions
-from pryvrt.ids import new_secret
+from pryvrt.ids import new_id, new_secret
+from pryvrt.methods.account import api_endpoint
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.event_fields import unique_tags
 from pryvrt.methods.params import ItemRef, Name, Params, TagList, Timestamp, check_item_id
 from pryvrt.methods.registry import Auth, method
+from pryvrt.notify import Change
+from pryvrt.notify.messages import SHARES_CHANGED
 from pryvrt.storage.base import Conflict
+from pryvrt.storage.users import User
 
 LevelName = Literal["read", "contribute", "manage"]
 
@@ -173,6 +177,11 @@ class CreateParams(Params):
     name: Name
     type: Literal["shared", "app"] = "shared"
     permissions: list[PermissionParam] = Field(default_factory=list)
+    shareWith: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None,
+        description="a username of this server: the token is also delivered to that user"
+        " (their GET /shares, a sharesChanged notification; API.md §14)",
+    )
 
 
 @method(
@@ -182,19 +191,50 @@ class CreateParams(Params):
     errors=("ITEM_NAME_ALREADY_EXISTS", "ITEM_ID_ALREADY_EXISTS", "INVALID_ITEM_ID"),
 )
 async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
-    """Create a shared (or app) token; a creator may only grant what it holds."""
+    """Create a shared (or app) token; a creator may only grant what it holds.
+
+    With ``shareWith``, the token is also delivered, in the same transaction, to that user
+    of the server, who may accept it (a bookmark) or decline it (``shares.*``)."""
     access = ctx.require_access()
     perms = permissions_json(p.permissions)
     check_grantable(access, perms)
+    recipient = None
+    if p.shareWith is not None:
+        recipient = await share_recipient(ctx, p)
+    now = time.time()
     try:
-        token = await ctx.storage.tokens.create(
-            ctx.user_id, p.id or new_secret(), p.name, p.type, perms, time.time()
-        )
+        async with ctx.storage.transaction() as conn:
+            token = await ctx.storage.tokens.create(
+                ctx.user_id, p.id or new_secret(), p.name, p.type, perms, now, conn
+            )
+            if recipient is not None:
+                url = api_endpoint(ctx, ctx.require_user().username)
+                await ctx.storage.shares.create(
+                    conn, recipient.id, new_id(), ctx.user_id, token.id, p.name, url, now
+                )
     except Conflict as exc:
         if exc.field == "id":
             raise errors.ItemIdAlreadyExists("a token with this id already exists") from None
         raise errors.ItemNameAlreadyExists("a token with this name already exists") from None
+    if recipient is not None:  # committed: tell the recipient's sockets, on every worker
+        await ctx.services.bus.publish(recipient.id, [Change(SHARES_CHANGED)])
     return {"id": token.id}
+
+
+async def share_recipient(ctx: CallContext, p: CreateParams) -> User:
+    """The user ``shareWith`` names: another user of this server, for a shared token."""
+
+    def refused(why: str) -> errors.ApiError:
+        return errors.InvalidParametersFormat(why, {"shareWith": why})
+
+    if p.type != "shared":
+        raise refused("only shared tokens can be shared with a user")
+    recipient = await ctx.storage.users.by_username(p.shareWith or "")
+    if recipient is None:
+        raise refused("no user of this server has this username")
+    if recipient.id == ctx.user_id:
+        raise refused("a token cannot be shared with its own user")
+    return recipient
 
 
 class UpdateParams(Params):
@@ -237,13 +277,18 @@ class DeleteParams(Params):
 
 @method("tokens.delete", DeleteParams, auth=Auth.PERSONAL, errors=("UNKNOWN_TOKEN",))
 async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
-    """Delete a token for good; sockets using it are disconnected."""
+    """Delete a token for good; sockets using it are disconnected, and the shares that
+    delivered it to other users are withdrawn."""
     access = ctx.require_access()
     token = await ctx.storage.tokens.get(ctx.user_id, p.id)
     if token is None or (token.type == "personal" and not access.is_session):
         raise errors.UnknownToken(f"unknown token {p.id!r}")
-    await ctx.storage.tokens.delete(ctx.user_id, p.id)
+    async with ctx.storage.transaction() as conn:
+        await ctx.storage.tokens.delete(ctx.user_id, p.id, conn)
+        recipients = await ctx.storage.shares.withdraw(conn, ctx.user_id, p.id)
     ctx.revoke(p.id)
+    for recipient in recipients:  # the share is withdrawn: their lists changed
+        await ctx.services.bus.publish(recipient, [Change(SHARES_CHANGED)])
     return {}
 
 
