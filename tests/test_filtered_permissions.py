@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
@@ -29,6 +31,8 @@ from pryvrt.app import create_app
 from pryvrt.auth.permissions import Access, parse_permissions
 from pryvrt.config import Settings
 from pryvrt.methods.registry import REGISTRY
+from pryvrt.notify.messages import EVENTS_CHANGED, Change, Spot
+from pryvrt.notify.routing import route
 from tests.conftest import Api
 from tests.sockets import Socket, connect
 from tests.test_attachments import multipart
@@ -711,3 +715,37 @@ async def test_invalid_narrowings_are_refused(env: Env, perm: dict[str, Any]) ->
         auth=w.personal,
     )
     assert (reply.status, reply.body["id"]) == (400, "INVALID_PARAMETERS_FORMAT"), reply
+
+
+@dataclass
+class Listener:
+    access: Access
+
+
+def test_routing_hears_spots_before_or_after_and_keeps_them_on_the_wire() -> None:
+    """Pure: ``notify.routing`` with the Spots a change carries (and their wire format)."""
+    tagged = Listener(access({"channelId": "a", "tags": ["in"]}))
+    framed = Listener(access({"channelId": "a", "fromTime": 100.0, "toTime": 200.0}))
+    folder = Listener(
+        access({"channelId": "a", "folderPermissions": [{"folderId": "f", "level": "read"}]})
+    )
+    full = Listener(Access("personal", "", ""))
+    everyone = [tagged, framed, folder, full]
+    before = Spot(("g",), 50.0, 50.0, ("in",))
+    after = Spot(("f1", "f"), 150.0, math.inf, ())
+    for spots, hearing in (
+        ((before,), [tagged, full]),
+        ((after,), [framed, folder, full]),
+        ((before, after), everyone),
+        ((Spot((None,), 300.0, 300.0, ("out",)),), [full]),
+        (None, everyone),  # a change that lists no events: the channel decides
+    ):
+        change = Change(EVENTS_CHANGED, "a", spots)
+        assert Change.from_wire(orjson.loads(orjson.dumps(change.to_wire()))) == change
+        [send] = route([change], everyone).sends
+        assert list(send.to) == hearing, spots
+    # Two changes of one channel in one publish: heard once, by the union.
+    sends = route(
+        [Change(EVENTS_CHANGED, "a", (before,)), Change(EVENTS_CHANGED, "a", (after,))], everyone
+    ).sends
+    assert [list(s.to) for s in sends] == [everyone]

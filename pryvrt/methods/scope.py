@@ -132,7 +132,7 @@ class Need:
     # batch runs on a bulk connection, see ``Storage.transaction``).
     rows: Callable[[Any, CallContext], int] | None = None
     # Answers and errors name items filtered to what the credential reads (events a
-    # period rule met): the tree is loaded for a folder-restricted credential.
+    # period rule met): the tree is loaded for a credential with folder grants.
     filtered: bool = False
     # A folder the call moves its item to (checked at the same level when the parameter is
     # given and differs from the item's current folder or parent).
