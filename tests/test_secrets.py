@@ -141,7 +141,9 @@ async def drive_every_credential_path(client: Client, worker: Worker) -> dict[st
         content_type="application/json",
     )
     form.add_field("file", b"not really a jpeg", filename="p.jpg", content_type="image/jpeg")
-    status, reply = await client.call("POST", f"/{username}/journal/events", data=form, auth=session)
+    status, reply = await client.call(
+        "POST", f"/{username}/journal/events", data=form, auth=session
+    )
     assert status == 201, reply
     status, events = await client.call("GET", f"/{username}/journal/events", auth=session)
     read_token = client.keep("readToken", events[0]["attachments"][0]["readToken"])

@@ -5,6 +5,7 @@ it; deleting the token withdraws it. And the default structure: a new user's ``d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -95,6 +96,19 @@ async def test_accepting_a_share_makes_it_a_bookmark_and_takes_it_off_the_list(a
     assert await shares_of(api, bob) == []
     reply = await api.post(path, {}, auth=bob["session"])
     assert (reply.status, reply.body["id"]) == (404, "UNKNOWN_SHARE")
+
+
+async def test_two_concurrent_accepts_make_one_bookmark(api: Api) -> None:
+    alice, bob = await sharer_and_recipient(api)
+    await share(api, alice, bob["username"])
+    [pending] = await shares_of(api, bob)
+    path = f"/{bob['username']}/shares/{pending['id']}/accept"
+    replies = await asyncio.gather(
+        *(api.post(path, {"name": f"copy {i}"}, auth=bob["session"]) for i in range(4))
+    )
+    assert sorted(r.status for r in replies) == [200, 404, 404, 404], replies
+    bookmarks = (await api.get(f"/{bob['username']}/bookmarks", auth=bob["session"])).body
+    assert len(bookmarks) == 1
 
 
 async def test_declining_a_share_removes_it_and_leaves_the_token_working(api: Api) -> None:

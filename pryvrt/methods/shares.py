@@ -54,7 +54,7 @@ async def accept(ctx: CallContext, p: AcceptParams) -> dict[str, Any]:
     name = p.name
     try:
         async with ctx.storage.transaction() as conn:
-            share = await ctx.storage.shares.get(ctx.user_id, p.id, conn)
+            share = await ctx.storage.shares.get(ctx.user_id, p.id, conn, for_update=True)
             if share is None:
                 raise errors.UnknownShare(f"unknown share {p.id!r}")
             name = name or share.name

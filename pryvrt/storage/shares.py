@@ -54,8 +54,15 @@ class SharesStore(Store):
         rows = await self.pool.fetch(_SELECT + " ORDER BY s.created DESC, s.id", user_id)
         return [_share(r) for r in rows]
 
-    async def get(self, user_id: str, share_id: str, conn: Executor = None) -> Share | None:
-        row = await (conn or self.pool).fetchrow(_SELECT + " AND s.id = $2", user_id, share_id)
+    async def get(
+        self, user_id: str, share_id: str, conn: Executor = None, *, for_update: bool = False
+    ) -> Share | None:
+        """One share; ``for_update`` (in a transaction): row-locked, so that two concurrent
+        accepts make one bookmark."""
+        lock = " FOR UPDATE OF s" if for_update else ""
+        row = await (conn or self.pool).fetchrow(
+            _SELECT + " AND s.id = $2" + lock, user_id, share_id
+        )
         return _share(row) if row else None
 
     async def create(
