@@ -153,7 +153,10 @@ UnknownBookmark = _error(
     "UnknownBookmark", 404, "UNKNOWN_BOOKMARK", "the bookmark in the address does not exist"
 )
 UnknownShare = _error(
-    "UnknownShare", 404, "UNKNOWN_SHARE", "the share in the address does not exist (or was withdrawn)"
+    "UnknownShare",
+    404,
+    "UNKNOWN_SHARE",
+    "the share in the address does not exist (or was withdrawn)",
 )
 UnknownResource = _error("UnknownResource", 404, "UNKNOWN_RESOURCE", "no route at this path (HTTP)")
 MethodNotAllowed = _error(

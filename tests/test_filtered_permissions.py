@@ -200,6 +200,10 @@ async def _get_attachment(env: Env, f: dict[str, Any]) -> Call:
     return on_a(env, "events.getAttachment", id=event, fileName="note.txt")
 
 
+async def _get_one(env: Env, f: dict[str, Any]) -> Call:
+    return on_a(env, "events.getOne", id=await owner_event(env, f))
+
+
 async def _create(env: Env, f: dict[str, Any]) -> Call:
     return on_a(env, "events.create", folderId=env.owner.f1, **f)
 
@@ -241,6 +245,7 @@ async def _batch(env: Env, f: dict[str, Any]) -> Call:
 
 
 SPECS: dict[str, tuple[Spec, bool]] = {  # (the call, whether it writes)
+    "events.getOne": (_get_one, False),
     "events.getAttachment": (_get_attachment, False),
     "events.create": (_create, True),
     "events.start": (_start, True),
