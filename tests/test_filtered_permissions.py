@@ -745,12 +745,13 @@ def test_routing_hears_spots_before_or_after_and_keeps_them_on_the_wire() -> Non
         ((Spot((None,), 300.0, 300.0, ("out",)),), [full]),
         (None, everyone),  # a change that lists no events: the channel decides
     ):
-        change = Change(EVENTS_CHANGED, "a", spots)
+        change = Change(EVENTS_CHANGED, "a", spots=spots)
         assert Change.from_wire(orjson.loads(orjson.dumps(change.to_wire()))) == change
         [send] = route([change], everyone).sends
         assert list(send.to) == hearing, spots
     # Two changes of one channel in one publish: heard once, by the union.
     sends = route(
-        [Change(EVENTS_CHANGED, "a", (before,)), Change(EVENTS_CHANGED, "a", (after,))], everyone
+        [Change(EVENTS_CHANGED, "a", spots=(before,)), Change(EVENTS_CHANGED, "a", spots=(after,))],
+        everyone,
     ).sends
     assert [list(s.to) for s in sends] == [everyone]
