@@ -362,3 +362,23 @@ CREATE INDEX IF NOT EXISTS access_requests_expires ON access_requests (expires);
 
 INSERT INTO schema_version (singleton, version) VALUES (true, 6)
     ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 6);
+-- Version 7: in-app sharing (API.md §14). A share is a shared token delivered to another
+-- user of the server (the recipient, user_id), until they accept it (it becomes one of
+-- their bookmarks) or decline it, or its token is deleted (withdrawn). The token's secret
+-- is not copied here: reads join tokens, so a share never outlives its token.
+CREATE TABLE IF NOT EXISTS shares (
+    user_id      text NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    id           text NOT NULL,
+    from_user_id text NOT NULL,
+    token_id     text NOT NULL,
+    name         text NOT NULL,
+    url          text NOT NULL,
+    created      double precision NOT NULL,
+    PRIMARY KEY (user_id, id)
+);
+-- Withdrawal (tokens.delete) finds the shares of a token: a query across recipients (the
+-- sharer's tokens are few; distributed by user_id it visits every shard, rarely).
+CREATE INDEX IF NOT EXISTS shares_token ON shares (from_user_id, token_id);
+
+INSERT INTO schema_version (singleton, version) VALUES (true, 7)
+    ON CONFLICT (singleton) DO UPDATE SET version = greatest(schema_version.version, 7);

@@ -70,6 +70,30 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return values
 
 
+DEFAULT_CHANNELS = "diary:Diary"
+
+
+def _channels(env: Mapping[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """``id:Name`` pairs, comma-separated (unset: ``DEFAULT_CHANNELS``; empty: none)."""
+    from pryvrt.methods.params import ID_PATTERN, RESERVED_IDS
+
+    raw = env.get(name)
+    raw = DEFAULT_CHANNELS if raw is None else raw
+    out: list[tuple[str, str]] = []
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        channel_id, sep, label = (part.strip() for part in item.partition(":"))
+        if not sep or not label:
+            raise ConfigError(f"{name}: {item!r} is not id:Name")
+        if not ID_PATTERN.fullmatch(channel_id) or channel_id in RESERVED_IDS:
+            raise ConfigError(f"{name}: {channel_id!r} is not a valid channel id")
+        if any(channel_id == c or label == n for c, n in out):
+            raise ConfigError(f"{name}: {item!r} repeats an id or a name")
+        out.append((channel_id, label))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server reads from its environment (see the README's table)."""
@@ -155,6 +179,10 @@ class Settings:
     access_request_ttl: float = 600.0
     access_poll_ms: int = 1000
     access_requests_per_minute: int = 30
+    # Channels (id, name) every new user starts with (API.md §14). The environment's default
+    # is a "diary" channel named "Diary" (PRYVRT_DEFAULT_CHANNELS); settings built in code
+    # (tests, embedding) start with none unless they say so.
+    default_channels: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -230,6 +258,7 @@ class Settings:
             access_requests_per_minute=_int(
                 env, "PRYVRT_ACCESS_REQUESTS_PER_MINUTE", cls.access_requests_per_minute, 1
             ),
+            default_channels=_channels(env, "PRYVRT_DEFAULT_CHANNELS"),
         )
         settings = replace(settings, **overrides) if overrides else settings
         if not 1 <= settings.max_folder_depth <= FOLDER_DEPTH_CEILING:

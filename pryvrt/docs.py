@@ -44,8 +44,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "bookmarks.delete": {"id": "BOOKMARK"},
     "tokens.getOrCreatePersonal": {"name": "my-app"},
     "tokens.create": {
-        "name": "for-bob",
-        "permissions": [{"channelId": "diary", "level": "read"}],
+        "name": "roses-for-bob",
+        "permissions": [{"channelId": "diary", "level": "read", "tags": ["roses"]}],
+        "shareWith": "bobby",
     },
     "tokens.update": {
         "id": "TOKEN",
@@ -68,6 +69,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "access.review": {"key": "KEY"},
     "access.accept": {"key": "KEY"},
     "access.refuse": {"key": "KEY"},
+    "shares.accept": {"id": "SHARE", "name": "Alice's roses"},
+    "shares.decline": {"id": "SHARE"},
     "channels.get": {"state": "all"},
     "channels.create": {"id": "diary", "name": "Diary"},
     "channels.update": {"channelId": "diary", "name": "My diary"},

@@ -158,6 +158,12 @@ UnknownAccessRequest = _error(
     "UNKNOWN_ACCESS_REQUEST",
     "the app access request is unknown, expired, or answered by another user",
 )
+UnknownShare = _error(
+    "UnknownShare",
+    404,
+    "UNKNOWN_SHARE",
+    "the share in the address does not exist (or was withdrawn)",
+)
 UnknownResource = _error("UnknownResource", 404, "UNKNOWN_RESOURCE", "no route at this path (HTTP)")
 MethodNotAllowed = _error(
     "MethodNotAllowed",

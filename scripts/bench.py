@@ -573,6 +573,97 @@ def scenario_windows(bench: Bench) -> None:
         server.stop()
 
 
+def scenario_filtered(bench: Bench) -> None:
+    """events.get through narrowed tokens (API.md §14: tags, a time frame, both) against the
+    same calls through an unfiltered token, on 100 000 events right after their import.
+    Calls alternate between the tokens (the machine's load hits them alike); each row is a
+    filtered token's p50 as a ratio of the unfiltered one's for the same query."""
+    server = start_pryvrt(bench.database_url)
+    count = 100_000
+    rounds = 15 if bench.quick else 40
+    try:
+
+        async def run(c: Client) -> list[tuple[str, str, float, float]]:
+            await c.setup_user()
+            channel = await c.channel("filtered")
+            now = time.time()
+            step = 100 * 86400.0 / count  # 100 days, 1 000 events a day, half tagged "t"
+            await c.seed(
+                channel,
+                count,
+                now - count * step,
+                step,
+                lambda i: {"tags": ["t", "x"]} if i % 2 else {"tags": ["x"]},
+            )
+            frame = {"fromTime": now - 90 * 86400.0, "toTime": now}
+            kinds = {
+                "unfiltered": {},
+                "tags": {"tags": ["t"]},
+                "time frame": frame,
+                "tags + time frame": {"tags": ["t"], **frame},
+            }
+            tokens = {}
+            for name, narrowing in kinds.items():
+                perms = [{"channelId": channel, "level": "read", **narrowing}]
+                body = {"name": f"bench-{name}", "permissions": perms}
+                tokens[name] = (await c.call("POST", f"/{c.username}/tokens", body))["id"]
+            queries = {
+                "default (20, unbounded)": "",
+                "limit=1000 unbounded": "?limit=1000",
+                "limit=20 1 day": f"?limit=20&fromTime={now - 86400}&toTime={now}",
+                "limit=1000 30 days": f"?limit=1000&fromTime={now - 30 * 86400}&toTime={now}",
+                "limit=100 tags=x 30 days": (
+                    f"?limit=100&tags=x&fromTime={now - 30 * 86400}&toTime={now}"
+                ),
+            }
+            out = []
+            for query_name, query in queries.items():
+                path = f"/{c.username}/{channel}/events{query}"
+                samples: dict[str, list[float]] = {k: [] for k in tokens}
+                for round_ in range(rounds + 2):
+                    for kind, token in tokens.items():
+                        t0 = time.perf_counter()
+                        async with c.http.get(c.base + path, headers={"Authorization": token}) as r:
+                            await r.read()
+                            assert r.status == 200, r.status
+                        if round_ >= 2:  # the first two rounds warm up
+                            samples[kind].append((time.perf_counter() - t0) * 1000)
+                for kind in tokens:
+                    p50, p99 = latencies(samples[kind])
+                    out.append((query_name, kind, p50, p99))
+            return out
+
+        server.reset_peak()
+        result = asyncio.run(with_client(server, run))
+        base = {q: p50 for q, kind, p50, _ in result if kind == "unfiltered"}
+        worst = 0.0
+        for query_name, kind, p50, p99 in result:
+            ratio = p50 / base[query_name]
+            if kind != "unfiltered":
+                worst = max(worst, ratio)
+            bench.add(
+                Row(
+                    f"filtered: {kind}, {query_name}",
+                    None,
+                    "",
+                    p50,
+                    p99,
+                    server.peak_rss / MIB,
+                    note=f"x{ratio:.2f} of unfiltered",
+                )
+            )
+        bench.add(
+            Row(
+                f"filtered: {count:,} events, worst p50 ratio to unfiltered",
+                None,
+                "",
+                note=f"x{worst:.2f} (target <= 1.10)",
+            )
+        )
+    finally:
+        server.stop()
+
+
 SOCKETS_TOOL = str(Path(__file__).resolve().parent / "bench_tools" / "sockets.py")
 
 
@@ -882,6 +973,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "batch": scenario_batch,
     "growth": scenario_growth,
     "windows": scenario_windows,
+    "filtered": scenario_filtered,
     "sockets": scenario_socket_calls,
     "fanout": lambda b: (scenario_fanout(b, 100, 1), scenario_fanout(b, 1000, 2)),  # type: ignore[func-returns-value]
     "idle": scenario_idle,

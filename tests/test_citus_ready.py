@@ -64,8 +64,20 @@ OTHER_INDEXES = {
     " btree_gin extension; each shard has its own, and every query that tests tags also"
     " pins user_id and channel_id (select_events keeps this index out of its plans)",
 }
+# Btree indexes of distributed tables that do not lead with user_id, and why.
+CROSS_USER_INDEXES = {
+    "shares_token": "in-app shares are rows of their recipient (user_id); deleting a token"
+    " withdraws its shares, found by the sharer's id and the token: under Citus a"
+    " multi-shard lookup, rare (token deletion) and off the read path",
+}
 # Storage functions allowed to touch several users at once, and why.
 MULTI_USER = {
+    "shares.get": "a share is read joined with its token (a row of the sharer) so that it never"
+    " outlives it: a join of two users' shards. Under Citus: withdraw on delete only (it"
+    " already does) and drop the join (docs/scaling.md, 'What would change')",
+    "shares.list_all": "as shares.get, for the recipient's list",
+    "shares.withdraw": "deleting a token withdraws the shares that delivered it to other"
+    " users (rows of each recipient): a multi-shard DELETE by (from_user_id, token_id)",
     "events._insert_many_live": "group commit: concurrent single-event writes of any users"
     " share one statement and one commit. Under Citus that statement would span shards;"
     " the plan is to group per user_id (docs/scaling.md, 'What would change')",
@@ -155,7 +167,7 @@ def test_keys_unique_constraints_and_indexes_of_distributed_tables_lead_with_use
                         problems.append(f"{table}: foreign key {cols} to {target} not colocated")
         elif isinstance(stmt, pg.IndexStmt) and stmt.relation.relname in distributed:
             keys = [column_name(p) for p in stmt.indexParams]
-            if keys[:1] == ["user_id"]:
+            if keys[:1] == ["user_id"] or stmt.idxname in CROSS_USER_INDEXES:
                 continue
             if stmt.unique or stmt.accessMethod == "btree" or stmt.idxname not in OTHER_INDEXES:
                 problems.append(f"{stmt.idxname} ON {stmt.relation.relname} {keys}")
@@ -173,9 +185,17 @@ class Unrendered(Exception):
 
 
 def event_queries() -> Iterator[Any]:
-    from pryvrt.storage.events import STATE_FILTERS, EventQuery
+    from pryvrt.storage.events import EVERYTHING, STATE_FILTERS, EventQuery, Reach, Visible
 
-    for folders, tags, state, since, running, window, limit, skip in itertools.product(
+    narrowed = Visible(
+        (
+            Reach(
+                folder_ids=("f1",), no_folder=False, tag_sets=(("t",),), from_time=0.0, to_time=9.0
+            ),
+        )
+    )
+    for visible, folders, tags, state, since, running, window, limit, skip in itertools.product(
+        (EVERYTHING, narrowed),
         (None, ("f1",)),
         (None, ("t",)),
         STATE_FILTERS,
@@ -196,6 +216,7 @@ def event_queries() -> Iterator[Any]:
             to_time=window[1] if window else None,
             limit=limit,
             skip=skip,
+            visible=visible,
         )
 
 
@@ -206,7 +227,21 @@ def select_events_variants() -> list[str]:
 
 
 # Builders called rather than read: function name → its SQL variants.
-BUILDERS = {"select_events": select_events_variants}
+def visible_sql_variants() -> list[str]:
+    """The conditions ``visible_sql`` adds: none, a narrowed grant's, nothing visible."""
+    from pryvrt.storage.events import EVERYTHING, Reach, Visible, visible_sql
+
+    numbers = iter(range(10, 100))
+    narrowed = Visible(
+        (Reach(folder_ids=("f1",), no_folder=True, tag_sets=(("t",),), from_time=0.0, to_time=9.0),)
+    )
+    return [
+        visible_sql(v, lambda _value: f"${next(numbers)}")
+        for v in (EVERYTHING, narrowed, Visible(()))
+    ]
+
+
+BUILDERS = {"select_events": select_events_variants, "visible_sql": visible_sql_variants}
 
 
 class Renderer:

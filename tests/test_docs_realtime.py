@@ -92,7 +92,7 @@ def servers(
             async with aiohttp.ClientSession() as session:
                 http = Http(session, single.url)
                 username, auth = await http.user()
-                channel = await http.channel(username, auth, name="Diary")
+                channel = "diary"  # every new user's (the default PRYVRT_DEFAULT_CHANNELS)
                 status, body = await http.call(
                     "POST", f"/{username}/tokens/personal", {"name": "docs"}, auth
                 )

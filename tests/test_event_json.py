@@ -8,7 +8,14 @@ from typing import Any
 
 from pryvrt.app import SERVICES_KEY
 from pryvrt.storage.database import apply_schema
-from pryvrt.storage.events import Event, EventQuery, event_from_row, json_with, select_events
+from pryvrt.storage.events import (
+    EVERYTHING,
+    Event,
+    EventQuery,
+    event_from_row,
+    json_with,
+    select_events,
+)
 from pryvrt.storage.pool import Pool
 from tests.activity import owner
 from tests.conftest import Api
@@ -47,7 +54,9 @@ async def test_events_get_json_built_by_postgresql_matches_the_event_model(api: 
     from_sql = await me.all_events()
     services = api.client.app[SERVICES_KEY]
     user = await services.storage.users.by_username(me.username)
-    query = EventQuery(from_time=0, to_time=1e12, state="all", ascending=True, limit=1000)
+    query = EventQuery(
+        visible=EVERYTHING, from_time=0, to_time=1e12, state="all", ascending=True, limit=1000
+    )
     pool = services.storage.pool
     from_model = await from_the_model(pool, user.id, me.channel, query)
     assert len(from_sql) == len(shapes) + 2

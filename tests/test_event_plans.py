@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -11,7 +12,7 @@ import asyncpg
 import orjson
 
 from pryvrt.app import SERVICES_KEY
-from pryvrt.storage.events import Event, EventQuery
+from pryvrt.storage.events import EVERYTHING, Event, EventQuery, Reach, Visible
 from tests.activity import owner
 from tests.conftest import Api
 from tests.test_events import explain_query
@@ -19,9 +20,23 @@ from tests.test_events import explain_query
 COUNT = 6000
 
 
+def visibles(folder: str) -> list[Visible]:
+    """What credentials read: everything, and narrowed grants (API.md §14): tags (half the
+    events), a time frame, both, and a folder grant narrowed by tags."""
+    return [
+        EVERYTHING,
+        Visible((Reach(tag_sets=(("t",),)),)),
+        Visible((Reach(from_time=3000.0, to_time=5000.0),)),
+        Visible((Reach(tag_sets=(("t", "u"),), from_time=1500.0, to_time=6200.0),)),
+        Visible((Reach(folder_ids=(folder,), no_folder=False, tag_sets=(("t",),)),)),
+    ]
+
+
 def window_queries(folder: str) -> list[EventQuery]:
     out = []
-    for window in ((None, None), (4000.0, 4100.0), (2000.0, 6500.0), (0.0, 1e10)):
+    for visible, window in itertools.product(
+        visibles(folder), ((None, None), (4000.0, 4100.0), (2000.0, 6500.0), (0.0, 1e10))
+    ):
         for ascending in (False, True):
             for filters in (
                 {},
@@ -32,6 +47,7 @@ def window_queries(folder: str) -> list[EventQuery]:
                 for limit, skip in ((20, 0), (20, 30)):
                     out.append(
                         EventQuery(
+                            visible=visible,
                             from_time=window[0],
                             to_time=window[1],
                             ascending=ascending,
@@ -54,7 +70,7 @@ def check_ordered_and_limited(plan: str, q: EventQuery) -> None:
     assert "Bitmap" not in plan and "Seq Scan" not in plan, plan
     assert not re.search(r"->  Sort ", plan), plan  # only the small running-periods branch sorts
     assert "Index Scan" in plan and "events_time_id" in plan, plan
-    if q.from_time is not None:
+    if q.from_time is not None or q.visible.bounds() != (None, None):
         assert "Merge Append" in plan, plan
     for rows in ROWS.findall(plan):
         assert int(rows) <= page, plan
@@ -140,6 +156,7 @@ async def test_windowed_pages_are_exact_across_marks_finished_and_running_period
             expected = sorted(overlapping, key=lambda e: (e.time, e.id), reverse=not ascending)
             for limit, skip in ((5, 0), (5, 3), (7, 11), (1000, 0), (3, 40)):
                 q = EventQuery(
+                    visible=EVERYTHING,
                     from_time=from_time,
                     to_time=to_time,
                     ascending=ascending,

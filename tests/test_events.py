@@ -9,7 +9,7 @@ import asyncpg
 
 from pryvrt.app import SERVICES_KEY
 from pryvrt.notify.messages import EVENTS_CHANGED
-from pryvrt.storage.events import EventQuery, select_events
+from pryvrt.storage.events import EVERYTHING, EventQuery, select_events
 from pryvrt.storage.pool import Pool
 from tests.activity import Owner, owner, record_changes
 from tests.conftest import Api
@@ -394,11 +394,13 @@ async def test_large_channel_queries_use_indexes(api: Api, database_url: str) ->
     user = await store.users.by_username(me.username)
     assert user is not None
     for query in (
-        EventQuery(limit=20),
-        EventQuery(limit=20, ascending=True),
-        EventQuery(from_time=3000.0, to_time=3100.0, limit=10_000),
-        EventQuery(from_time=3000.0, to_time=3100.0, ascending=True, limit=10_000),
-        EventQuery(folder_ids=[folder], no_folder=False, limit=20),
+        EventQuery(visible=EVERYTHING, limit=20),
+        EventQuery(visible=EVERYTHING, limit=20, ascending=True),
+        EventQuery(visible=EVERYTHING, from_time=3000.0, to_time=3100.0, limit=10_000),
+        EventQuery(
+            visible=EVERYTHING, from_time=3000.0, to_time=3100.0, ascending=True, limit=10_000
+        ),
+        EventQuery(visible=EVERYTHING, folder_ids=[folder], no_folder=False, limit=20),
     ):
         plan = await explain_query(store.pool, user.id, me.channel, query)
         assert "Seq Scan" not in plan, plan

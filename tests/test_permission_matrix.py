@@ -115,6 +115,9 @@ MATRIX: dict[str, str] = {
     "bookmarks.create": SESSION_ONLY,
     "bookmarks.update": SESSION_ONLY,
     "bookmarks.delete": SESSION_ONLY,
+    "shares.get": SESSION_ONLY,
+    "shares.accept": SESSION_ONLY,
+    "shares.decline": SESSION_ONLY,
     "tokens.getOrCreatePersonal": SESSION_ONLY,
     "tokens.get": PERSONAL_ONLY,
     "tokens.getAccessInfo": ANY_TOKEN,
@@ -377,6 +380,21 @@ async def new_bookmark(env: Env, at: Position) -> str:
     return str(reply.body["id"])
 
 
+async def new_share(env: Env, at: Position) -> str:
+    """A share delivered to the position's user by the other user (API.md §14)."""
+    w = at.world
+    sender = env.other if w is env.owner else env.owner
+    body = {
+        "name": env.fresh("sh"),
+        "permissions": [{"channelId": sender.a, "level": "read"}],
+        "shareWith": w.username,
+    }
+    reply = await env.api.post(f"/{sender.username}/tokens", body, auth=sender.personal)
+    assert reply.status == 201, reply
+    shares = await env.api.get(f"/{w.username}/shares", auth=w.session)
+    return str(next(s["id"] for s in shares.body if s["name"] == body["name"]))
+
+
 def on_channel(at: Position, method_id: str, **params: Any) -> Call:
     return Call(method_id, {"channelId": at.channel, **params}, at.world.username)
 
@@ -447,6 +465,13 @@ SPECS: dict[str, Spec] = {
     ),
     "bookmarks.delete": lambda env, at, c: _then(
         new_bookmark(env, at), lambda i: on_user(at, "bookmarks.delete", id=i)
+    ),
+    "shares.get": lambda env, at, c: _ready(on_user(at, "shares.get")),
+    "shares.accept": lambda env, at, c: _then(
+        new_share(env, at), lambda i: on_user(at, "shares.accept", id=i, name=env.fresh("bm"))
+    ),
+    "shares.decline": lambda env, at, c: _then(
+        new_share(env, at), lambda i: on_user(at, "shares.decline", id=i)
     ),
     "tokens.getOrCreatePersonal": lambda env, at, c: _ready(
         on_user(at, "tokens.getOrCreatePersonal", name=env.fresh("app"))

@@ -104,13 +104,13 @@ async def drive_every_credential_path(client: Client, worker: Worker) -> dict[st
     assert status == 200, reply
     personal = client.keep("personal token", reply["id"])
     status, reply = await client.call(
-        "POST", f"/{username}/channels", {"id": "diary", "name": "Diary"}, auth=personal
+        "POST", f"/{username}/channels", {"id": "journal", "name": "Journal"}, auth=personal
     )
     assert status == 201, reply
     status, reply = await client.call(
         "POST",
         f"/{username}/tokens",
-        {"name": "share", "permissions": [{"channelId": "diary", "level": "read"}]},
+        {"name": "share", "permissions": [{"channelId": "journal", "level": "read"}]},
         auth=session,
     )
     assert status == 201, reply
@@ -128,7 +128,7 @@ async def drive_every_credential_path(client: Client, worker: Worker) -> dict[st
     assert status == 401
     status, _ = await client.call("GET", f"/{username}/channels?auth={bogus}")
     assert status == 401
-    status, _ = await client.call("POST", f"/{username}/diary/events", {"x": 1}, auth=shared)
+    status, _ = await client.call("POST", f"/{username}/journal/events", {"x": 1}, auth=shared)
     assert status in (400, 403)
     status, _ = await client.call("POST", f"/{username}/tokens", {"name": 5}, auth=session)
     assert status == 400
@@ -141,11 +141,13 @@ async def drive_every_credential_path(client: Client, worker: Worker) -> dict[st
         content_type="application/json",
     )
     form.add_field("file", b"not really a jpeg", filename="p.jpg", content_type="image/jpeg")
-    status, reply = await client.call("POST", f"/{username}/diary/events", data=form, auth=session)
+    status, reply = await client.call(
+        "POST", f"/{username}/journal/events", data=form, auth=session
+    )
     assert status == 201, reply
-    status, events = await client.call("GET", f"/{username}/diary/events", auth=session)
+    status, events = await client.call("GET", f"/{username}/journal/events", auth=session)
     read_token = client.keep("readToken", events[0]["attachments"][0]["readToken"])
-    file_url = f"/{username}/diary/events/pic/p.jpg"
+    file_url = f"/{username}/journal/events/pic/p.jpg"
     status, data = await client.call("GET", f"{file_url}?readToken={read_token}")
     assert status == 200 and data == b"not really a jpeg"
     wrong_read = client.keep("wrong readToken", secrets.token_urlsafe(32))
@@ -157,7 +159,7 @@ async def drive_every_credential_path(client: Client, worker: Worker) -> dict[st
         error, result = await sock.call("channels.get")
         assert error is None and result
     async with connect(worker.url, username, shared, in_query=True) as sock:
-        error, _ = await sock.call("events.create", {"channelId": "diary"})
+        error, _ = await sock.call("events.create", {"channelId": "journal"})
         assert error is not None  # a read token may not write: a failing socket call
     assert (await refusal(worker.url, username, bogus))["data"]["id"] == "INVALID_TOKEN"
     assert (await refusal(worker.url, username, bogus, in_query=True))["data"]["id"]

@@ -10,6 +10,7 @@ from pryvrt.methods import (  # noqa: F401
     events_batch,
     folders,
     series,
+    shares,
     tokens,
 )
 from pryvrt.methods.registry import REGISTRY, Auth, Method, call, method

@@ -27,6 +27,7 @@ RESERVED_USERNAMES = frozenset(
         "login",
         "logout",
         "bookmarks",
+        "shares",
         "user-info",
         "access-info",
         "change-password",
@@ -121,14 +122,22 @@ async def register(ctx: CallContext, p: RegisterParams) -> dict[str, Any]:
 
 
 async def create_user(ctx: CallContext, p: RegisterParams) -> dict[str, Any]:
-    """Create the account (shared by the HTTP method and the CLI)."""
+    """Create the account and its default channels, in one transaction (shared by the
+    HTTP method and the CLI)."""
     if await ctx.storage.users.by_username(p.username) is not None:
         raise errors.ItemIdAlreadyExists("this username is taken", {"username": p.username})
     password_hash = await hash_password(p.password, fast=ctx.settings.password_hash_fast)
+    now = time.time()
     try:
-        await ctx.storage.users.create(
-            new_id(), p.username, password_hash, p.email, p.language, time.time()
-        )
+        async with ctx.storage.transaction() as conn:
+            user = await ctx.storage.users.create(
+                new_id(), p.username, password_hash, p.email, p.language, now, conn
+            )
+            # The default structure (seeds 001/003): PRYVRT_DEFAULT_CHANNELS, "diary".
+            for channel_id, name in ctx.settings.default_channels:
+                await ctx.storage.channels.create(
+                    user.id, channel_id, name, True, {}, now, ctx.writer, conn
+                )
     except Conflict as exc:
         if exc.field == "email":
             raise errors.ItemNameAlreadyExists("this email is taken", {"email": p.email}) from None

@@ -19,13 +19,13 @@ from pryvrt.auth.identity import access_of
 from pryvrt.auth.permissions import Access, Level
 from pryvrt.ids import new_id
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.folder_tree import FolderTree, level_on
+from pryvrt.methods.folder_tree import FolderTree
 from pryvrt.methods.params import ChannelParams, ItemRef
 from pryvrt.methods.registry import method
 from pryvrt.methods.results import Download
 from pryvrt.methods.scope import Need, at_event
 from pryvrt.methods.uploads import Upload
-from pryvrt.notify.messages import EVENTS_CHANGED
+from pryvrt.methods.visibility import sees
 from pryvrt.storage.attachments import CHUNK_SIZE
 from pryvrt.storage.events import Event
 
@@ -122,7 +122,7 @@ async def add(ctx: CallContext, p: AddParams) -> dict[str, Any]:
     assert scope.event is not None
     event = await store_files(ctx, scope.conn, scope.event, ctx.files)
     await ctx.storage.events.set_attachments(scope.conn, ctx.user_id, event)
-    ctx.notify(EVENTS_CHANGED, p.channelId)
+    ctx.events_changed(p.channelId, event)
     return sign_attachments(ctx, event.to_api())
 
 
@@ -196,16 +196,13 @@ async def by_read_token(ctx: CallContext, p: FileParams, read_token: str) -> dic
     tree = FolderTree(await ctx.storage.folders.list_all(ctx.user_id, p.channelId))
     if event.folder_id is not None and tree.trashed_in_path(event.folder_id):
         raise refused
-    if not can_read(access_of(row), p.channelId, tree, event.folder_id):
-        raise refused  # permissions narrowed since
+    if not can_read(access_of(row), p.channelId, tree, event):
+        raise refused  # permissions narrowed since, or the event left a narrowed grant
     return attachment
 
 
-def can_read(access: Access, channel_id: str, tree: FolderTree, folder_id: str | None) -> bool:
-    return (
-        access.can_see_channel(channel_id)
-        and level_on(access, channel_id, tree, folder_id) is not None
-    )
+def can_read(access: Access, channel_id: str, tree: FolderTree, event: Event) -> bool:
+    return access.can_see_channel(channel_id) and sees(access, channel_id, tree, event)
 
 
 class DeleteFileParams(ChannelParams):
@@ -232,5 +229,5 @@ async def delete(ctx: CallContext, p: DeleteFileParams) -> dict[str, Any]:
         ctx.user_id,
         replace(event, attachments=remaining, modified=time.time(), modified_by=ctx.writer),
     )
-    ctx.notify(EVENTS_CHANGED, p.channelId)
+    ctx.events_changed(p.channelId, event)
     return {}

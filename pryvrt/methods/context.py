@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pryvrt.auth.cache import AccessCache
 from pryvrt.notify import Change
 from pryvrt.notify.coalesce import Coalescer
-from pryvrt.notify.messages import ACCESS_REVOKED
+from pryvrt.notify.messages import ACCESS_REVOKED, EVENTS_CHANGED
 
 if TYPE_CHECKING:
     from pryvrt.auth.permissions import Access
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pryvrt.notify import Bus
     from pryvrt.storage import Storage
     from pryvrt.storage.channels import Channel
+    from pryvrt.storage.events import Event
     from pryvrt.storage.users import User
 
 
@@ -102,6 +103,10 @@ class CallContext:
         assert self.user is not None, "method called without a user"
         return self.user.id
 
+    def require_user(self) -> User:
+        assert self.user is not None, "method called without a user"
+        return self.user
+
     def require_access(self) -> Access:
         assert self.access is not None, "method called without a credential"
         return self.access
@@ -122,6 +127,15 @@ class CallContext:
 
     def notify(self, kind: str, channel_id: str | None = None) -> None:
         self.changes.add(Change(kind, channel_id))
+
+    def events_changed(self, channel_id: str, *events: Event) -> None:
+        """Events of the channel changed (each given before and after the change): sockets
+        hear it when their credential reaches one of them (``notify.routing``)."""
+        from pryvrt.methods.visibility import spot
+
+        tree = self.require_scope().tree
+        spots = tuple(dict.fromkeys(spot(tree, e) for e in events))
+        self.changes.add(Change(EVENTS_CHANGED, channel_id, spots=spots))
 
     def revoke(self, credential: str) -> None:
         """Sockets using this credential must be disconnected once the write is committed."""

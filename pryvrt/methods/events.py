@@ -26,7 +26,6 @@ from pryvrt.methods.event_fields import (
     new_event,
     unique_tags,
 )
-from pryvrt.methods.folder_tree import level_on, readable_folders
 from pryvrt.methods.locking import refuse_trashed_channel, trashed_folder
 from pryvrt.methods.params import (
     ChannelParams,
@@ -52,7 +51,7 @@ from pryvrt.methods.scope import (
     at_folders,
 )
 from pryvrt.methods.series_types import is_series, refuse_series_change
-from pryvrt.notify.messages import EVENTS_CHANGED
+from pryvrt.methods.visibility import admit, sees, visible
 from pryvrt.storage.base import Conflict
 from pryvrt.storage.events import ChannelUnavailable, Event, EventQuery
 
@@ -73,20 +72,17 @@ class GetParams(ChannelParams):
 
 
 def scope_query(ctx: CallContext, only_folders: list[str] | None) -> EventQuery:
-    """The folder part of a query: what the credential reads, narrowed to ``only_folders``
-    (each with its descendants, each checked by ``open_scope``). Filtering in SQL keeps
-    ``skip``/``limit`` exact."""
+    """The credential's part of a query: what it reads (``visibility.visible``: folders and
+    the filters of narrowed grants), narrowed to ``only_folders`` (each with its
+    descendants, each checked by ``open_scope``). Filtering in SQL keeps ``skip``/``limit``
+    exact."""
     access = ctx.require_access()
-    channel_id = ctx.require_channel().id
-    restricted = access.is_folder_restricted(channel_id)
-    if not only_folders and not restricted:
-        return EventQuery()
-    tree = ctx.require_scope().tree
+    scope = ctx.require_scope()
+    seen = visible(access, scope.channel.id, scope.tree)
     if only_folders:
-        return EventQuery(folder_ids=sorted(tree.subtrees(only_folders)), no_folder=False)
-    readable = readable_folders(access, channel_id, tree) or set()
-    no_folder = level_on(access, channel_id, tree, None) is not None
-    return EventQuery(folder_ids=sorted(readable), no_folder=no_folder)
+        folder_ids = sorted(scope.tree.subtrees(only_folders))
+        return EventQuery(visible=seen, folder_ids=folder_ids, no_folder=False)
+    return EventQuery(visible=seen)
 
 
 @method("events.get", GetParams, need=Need(Level.READ, at_folders("onlyFolders")))
@@ -117,7 +113,7 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.F
         skip=p.skip,
         limit=cap if limit is None else min(limit, cap),
     )
-    if query.folder_ids == [] and not query.no_folder:
+    if query.visible.nothing or (query.folder_ids == [] and not query.no_folder):
         return []
     # Pre-encoded: every transport serialises with orjson, which embeds a Fragment as is.
     found = await ctx.storage.events.query_json(ctx.user_id, p.channelId, query)
@@ -177,6 +173,7 @@ async def record(
         now=now,
         by=ctx.writer,
     )
+    admit(ctx.require_access(), channel.id, scope.tree, event)
     stopped = None
     if is_period:
         assert conn is not None
@@ -191,10 +188,9 @@ async def record(
             raise errors.UnknownChannel(f"unknown channel {channel.id!r}") from None
         refuse_trashed_channel(channel, trashed=True)
     if ctx.files:  # multipart events.create: the files join the transaction
-        await ctx.storage.events.set_attachments(
-            conn, ctx.user_id, await store_files(ctx, conn, event, ctx.files)
-        )
-    ctx.notify(EVENTS_CHANGED, channel.id)
+        event = await store_files(ctx, conn, event, ctx.files)
+        await ctx.storage.events.set_attachments(conn, ctx.user_id, event)
+    ctx.events_changed(channel.id, event)
     return {"id": event.id, "stoppedId": stopped} if stopped else {"id": event.id}
 
 
@@ -268,8 +264,8 @@ async def running_period(ctx: CallContext, scope: Scope, p: StopParams) -> Event
     running = await ctx.storage.periods.running(scope.conn, ctx.user_id, channel.id)
     if not running:
         return None
-    seen = level_on(ctx.require_access(), channel.id, scope.tree, running[-1].folder_id)
-    return running[-1] if seen is not None else None
+    found = running[-1]
+    return found if sees(ctx.require_access(), channel.id, scope.tree, found) else None
 
 
 @method(
@@ -291,10 +287,12 @@ async def stop(ctx: CallContext, p: StopParams) -> dict[str, Any]:
         raise errors.InvalidTime(
             "a period cannot stop before it started", {"id": event.id, "time": event.time}
         )
+    stopped = replace(event, duration=at - event.time, modified=now)
+    admit(ctx.require_access(), channel.id, scope.tree, stopped)
     await ctx.storage.periods.stop(
         scope.conn, ctx.user_id, channel.id, event.id, at, now, ctx.writer
     )
-    ctx.notify(EVENTS_CHANGED, channel.id)
+    ctx.events_changed(channel.id, event, stopped)
     return {"stoppedId": event.id}
 
 
@@ -358,6 +356,7 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
     if moved_to != current.folder_id and moved_to is not None:
         if scope.tree.trashed_in_path(moved_to):
             raise trashed_folder(moved_to)
+    admit(ctx.require_access(), channel.id, scope.tree, event)
     stopped = None
     span_changed = (
         event.time,
@@ -369,7 +368,7 @@ async def update(ctx: CallContext, p: UpdateParams) -> dict[str, Any]:
         end = None if event.duration is None else event.time + event.duration
         stopped = await place_period(ctx, conn, channel, event.id, event.time, end, now)
     await ctx.storage.events.save(conn, ctx.user_id, event)
-    ctx.notify(EVENTS_CHANGED, channel.id)
+    ctx.events_changed(channel.id, current, event)
     return {"stoppedId": stopped} if stopped else {}
 
 
@@ -392,5 +391,5 @@ async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
     else:
         trashed = replace(event, trashed=True, modified=time.time(), modified_by=ctx.writer)
         await ctx.storage.events.save(conn, ctx.user_id, trashed)
-    ctx.notify(EVENTS_CHANGED, p.channelId)
+    ctx.events_changed(p.channelId, event)
     return {}

@@ -17,7 +17,7 @@ from pryvrt.methods.params import ChannelParams
 from pryvrt.methods.periods import NewPeriod, place_batch
 from pryvrt.methods.registry import method
 from pryvrt.methods.scope import Lock, Need, at_items
-from pryvrt.notify.messages import EVENTS_CHANGED
+from pryvrt.methods.visibility import admit
 from pryvrt.storage.base import Conflict
 from pryvrt.storage.events import Event, json_with
 
@@ -87,6 +87,7 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
     scope = ctx.require_scope()
     channel, conn, tree = scope.channel, scope.conn, scope.tree
     assert conn is not None
+    access = ctx.require_access()
     refuse_trashed_channel(channel)
     now = time.time()
     events: list[Event] = []
@@ -109,6 +110,10 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
         except errors.ApiError as exc:
             raise about(exc, item.clientId) from None
         check_time(item, event, now)
+        try:
+            admit(access, channel.id, tree, event)
+        except errors.ApiError as exc:
+            raise about(exc, item.clientId) from None
         events.append(event)
         if is_period:
             periods.append(NewPeriod(item.clientId, event.time, event.end))
@@ -125,7 +130,7 @@ async def batch(ctx: CallContext, p: BatchParams) -> dict[str, Any]:
         except Conflict:  # an id taken between our check and the insert
             raise errors.ItemIdAlreadyExists("an event id of the batch is taken") from None
     if events:
-        ctx.notify(EVENTS_CHANGED, channel.id)
+        ctx.events_changed(channel.id, *events)
     # Each event as stored, plus its clientId: encoded once, for the row and for the reply.
     added = [
         json_with(json, {"clientId": item.clientId})

@@ -35,6 +35,7 @@ from pryvrt.methods.params import (
 )
 from pryvrt.methods.registry import method
 from pryvrt.methods.scope import IfNone, Lock, Need, at_folder
+from pryvrt.methods.visibility import visible
 from pryvrt.notify.messages import EVENTS_CHANGED, FOLDERS_CHANGED
 from pryvrt.storage.base import Conflict
 from pryvrt.storage.events import seconds
@@ -113,7 +114,10 @@ async def time_counts(
     ctx: CallContext, tree: FolderTree, channel_id: str, since: float
 ) -> dict[str, float]:
     """Per folder: seconds of its own periods plus those of all its descendants."""
-    own = await ctx.storage.folders.period_seconds(ctx.user_id, channel_id, since, time.time())
+    seen = visible(ctx.require_access(), channel_id, tree)
+    own = await ctx.storage.folders.period_seconds(
+        ctx.user_id, channel_id, since, time.time(), seen
+    )
     totals: dict[str, float] = {}
     # Children before parents: walk the breadth-first order of each root backwards.
     for root in tree.children.get(None, []):
@@ -320,7 +324,8 @@ async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
             if p.mergeEventsWithParent:
                 # A rule of this method: where the events go must take them.
                 target = doomed_folder.parent_id
-                held = level_on(access, channel.id, tree, target)
+                # Through unfiltered grants: a filter cannot take events in bulk.
+                held = level_on(access.unfiltered(), channel.id, tree, target)
                 if held is None or held < Level.CONTRIBUTE:
                     raise errors.Forbidden("merging events needs contribute on the parent")
                 await events.move_out_of_folders(

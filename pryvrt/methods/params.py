@@ -34,6 +34,7 @@ RESERVED_IDS = frozenset(
         "batch",
         "socket.io",
         "bookmarks",
+        "shares",
         "users",
         "health",
         "openapi.json",

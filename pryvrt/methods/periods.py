@@ -7,19 +7,19 @@ back everything, including a running period already stopped here. A period's bou
 ``[start, end)`` with ``end`` None (or +inf) while running; marks never take part. A
 period started or created at T stops the running period that started before T, even when
 that one lies outside the credential's folders: the rule is about the channel's timeline.
-Answers and errors name only the events the credential can read (``readable_ids``).
+Answers and errors name only the events the credential can read (``readable_ids``: its folders and the filters of narrowed grants).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pryvrt import errors
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.folder_tree import level_on
+from pryvrt.methods.visibility import sees
 from pryvrt.storage.channels import Channel
 
 
@@ -61,13 +61,13 @@ async def readable_ids(ctx: CallContext, conn: Any, channel_id: str, ids: list[s
     told the ids of events outside its folders (the rules still apply to them). The tree
     is the scope's: methods whose answers name events declare ``Need.filtered``."""
     access = ctx.require_access()
-    if not ids or not access.is_folder_restricted(channel_id):
+    if not ids or access.is_full:
         return ids
     tree = ctx.require_scope().tree
     kept = []
     for event_id in ids:
         event = await ctx.storage.events.get(ctx.user_id, channel_id, event_id, conn)
-        if event is not None and level_on(access, channel_id, tree, event.folder_id) is not None:
+        if event is not None and sees(access, channel_id, tree, event):
             kept.append(event_id)
     return kept
 
@@ -97,6 +97,8 @@ async def _stop_running_before(
                 conn, ctx.user_id, channel.id, running.id, at, now, ctx.writer
             )
             stopped = running.id
+            after = replace(running, duration=at - running.time, modified=now)
+            ctx.events_changed(channel.id, running, after)
     return stopped
 
 

@@ -30,6 +30,7 @@ from pryvrt.methods.folder_tree import (
     require_root_level,
 )
 from pryvrt.methods.locking import lock_channel
+from pryvrt.methods.visibility import require_event_level
 
 if TYPE_CHECKING:
     import asyncpg
@@ -131,7 +132,7 @@ class Need:
     # batch runs on a bulk connection, see ``Storage.transaction``).
     rows: Callable[[Any, CallContext], int] | None = None
     # Answers and errors name items filtered to what the credential reads (events a
-    # period rule met): the tree is loaded for a folder-restricted credential.
+    # period rule met): the tree is loaded for a credential with folder grants.
     filtered: bool = False
     # A folder the call moves its item to (checked at the same level when the parameter is
     # given and differs from the item's current folder or parent).
@@ -189,9 +190,9 @@ def _needs_tree(need: Need, p: Any, access: Access, channel_id: str) -> bool:
         return True
     if target.reach in (Reach.FOLDER, Reach.FOLDERS) and getattr(p, target.param or ""):
         return True
-    # Lists and filtered answers: what a folder-restricted credential reads.
+    # Lists and filtered answers: what a credential with folder grants reads.
     anywhere = target.reach is Reach.ANYWHERE or target.if_none is IfNone.ANYWHERE
-    return (anywhere or need.filtered) and access.is_folder_restricted(channel_id)
+    return (anywhere or need.filtered) and access.has_folder_grants(channel_id)
 
 
 def _check_folder(
@@ -252,7 +253,8 @@ async def _check_target(ctx: CallContext, scope: Scope, need: Need, p: Any) -> N
         elif target.locate is not None:
             found = await target.locate(ctx, scope, p)
         if found is not None:
-            require_level(access, scope.channel.id, scope.tree, found.folder_id, level)
+            # Its folder and the filters of narrowed grants (API.md §14), with one answer.
+            require_event_level(access, scope.channel.id, scope.tree, found, level)
         scope.event = found
     destination = need.moves_to
     if destination is not None and destination.param in p.model_fields_set:

@@ -5,17 +5,22 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from pryvrt import errors
 from pryvrt.auth.permissions import Access, parse_permissions
-from pryvrt.ids import new_secret
+from pryvrt.ids import new_id, new_secret
+from pryvrt.methods.account import api_endpoint
 from pryvrt.methods.context import CallContext
-from pryvrt.methods.params import ItemRef, Name, Params, check_item_id
+from pryvrt.methods.event_fields import unique_tags
+from pryvrt.methods.params import ItemRef, Name, Params, TagList, Timestamp, check_item_id
 from pryvrt.methods.registry import Auth, method
+from pryvrt.notify import Change
+from pryvrt.notify.messages import SHARES_CHANGED
 from pryvrt.storage.base import Conflict
 from pryvrt.storage.tokens import Token
+from pryvrt.storage.users import User
 
 LevelName = Literal["read", "contribute", "manage"]
 
@@ -44,12 +49,56 @@ NewTokenId = Annotated[
 ]
 
 
-class FolderPermissionParam(Params):
+class NarrowingParams(Params):
+    """Filters that narrow a grant to some events (API.md §14)."""
+
+    tags: TagList | None = Field(
+        None, description="only the events having at least one of these tags"
+    )
+    fromTime: Timestamp | None = Field(
+        None, description="only the events overlapping the frame that starts here"
+    )
+    toTime: Timestamp | None = Field(
+        None, description="only the events overlapping the frame that ends here"
+    )
+
+    @property
+    def narrowed(self) -> bool:
+        return self.tags is not None or self.fromTime is not None or self.toTime is not None
+
+    def check_narrowing(self, level: str) -> None:
+        if self.tags is not None and not self.tags:
+            raise ValueError("tags must name at least one tag (leave it out for all events)")
+        if self.fromTime is not None and self.toTime is not None and self.fromTime > self.toTime:
+            raise ValueError("fromTime must not be after toTime")
+        if self.narrowed and level == "manage":
+            raise ValueError(
+                "a grant narrowed by tags or a time frame can be read or contribute:"
+                " managing folders reaches events outside the filter"
+            )
+
+    def narrowing_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.tags is not None:
+            out["tags"] = unique_tags(self.tags)
+        if self.fromTime is not None:
+            out["fromTime"] = self.fromTime
+        if self.toTime is not None:
+            out["toTime"] = self.toTime
+        return out
+
+
+class FolderPermissionParam(NarrowingParams):
     folderId: ItemRef | None
     level: LevelName
 
+    @model_validator(mode="after")
+    def _narrowing(self) -> FolderPermissionParam:
+        self.check_narrowing(self.level)
+        return self
 
-class PermissionParam(Params):
+
+class PermissionParam(NarrowingParams):
     channelId: ItemRef
     level: LevelName = "read"
     folderPermissions: list[FolderPermissionParam] | None = None
@@ -58,17 +107,24 @@ class PermissionParam(Params):
     def _folders_need_a_channel(self) -> PermissionParam:
         if self.folderPermissions is not None and self.channelId == "*":
             raise ValueError("folderPermissions need a specific channelId, not '*'")
+        self.check_narrowing(self.level)
+        if self.narrowed and any(f.level == "manage" for f in self.folderPermissions or ()):
+            self.check_narrowing("manage")
         return self
 
 
 def permissions_json(perms: list[PermissionParam]) -> list[dict[str, Any]]:
-    """As stored: ``folderPermissions`` only when given; ``folderId: null`` kept (it means
-    the events with no folder)."""
+    """As stored: ``folderPermissions`` and the filters only when given; ``folderId: null``
+    kept (it means the events with no folder)."""
     result: list[dict[str, Any]] = []
     for perm in perms:
         item: dict[str, Any] = {"channelId": perm.channelId, "level": perm.level}
+        item.update(perm.narrowing_json())
         if perm.folderPermissions is not None:
-            item["folderPermissions"] = [f.model_dump() for f in perm.folderPermissions]
+            item["folderPermissions"] = [
+                {"folderId": f.folderId, "level": f.level, **f.narrowing_json()}
+                for f in perm.folderPermissions
+            ]
         result.append(item)
     return result
 
@@ -141,6 +197,11 @@ class CreateParams(Params):
     name: Name
     type: Literal["shared", "app"] = "shared"
     permissions: list[PermissionParam] = Field(default_factory=list)
+    shareWith: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None,
+        description="a username of this server: the token is also delivered to that user"
+        " (their GET /shares, a sharesChanged notification; API.md §14)",
+    )
 
 
 @method(
@@ -151,24 +212,55 @@ class CreateParams(Params):
 )
 async def create(ctx: CallContext, p: CreateParams) -> dict[str, Any]:
     """Create a shared (or app) token; a creator may only grant what it holds. An app token
-    creates shared tokens only. 201 ``{id, accessId}``: the one answer holding the secret."""
+    creates shared tokens only. 201 ``{id, accessId}``: the one answer holding the secret.
+
+    With ``shareWith``, the token is also delivered, in the same transaction, to that user
+    of the server, who may accept it (a bookmark) or decline it (``shares.*``)."""
     access = ctx.require_access()
     if access.kind == "app" and p.type != "shared":
         raise errors.Forbidden("an app token creates shared tokens only")
     perms = permissions_json(p.permissions)
     check_grantable(access, perms)
+    recipient = None
+    if p.shareWith is not None:
+        recipient = await share_recipient(ctx, p)
+    now = time.time()
     try:
-        token = await ctx.storage.tokens.create(
-            ctx.user_id, p.id or new_secret(), p.name, p.type, perms, time.time(), ctx.writer
-        )
+        async with ctx.storage.transaction() as conn:
+            token = await ctx.storage.tokens.create(
+                ctx.user_id, p.id or new_secret(), p.name, p.type, perms, now, ctx.writer, conn
+            )
+            if recipient is not None:
+                url = api_endpoint(ctx, ctx.require_user().username)
+                await ctx.storage.shares.create(
+                    conn, recipient.id, new_id(), ctx.user_id, token.id, p.name, url, now
+                )
     except Conflict as exc:
         if exc.field == "id":
             raise errors.ItemIdAlreadyExists("a token with this id already exists") from None
         raise errors.ItemNameAlreadyExists("a token with this name already exists") from None
+    if recipient is not None:  # committed: tell the recipient's sockets, on every worker
+        await ctx.services.bus.publish(recipient.id, [Change(SHARES_CHANGED)])
     return {"id": token.id, "accessId": token.access_id}
 
 
 TOKEN_REF = "the token's id (its secret) or its accessId"
+
+
+async def share_recipient(ctx: CallContext, p: CreateParams) -> User:
+    """The user ``shareWith`` names: another user of this server, for a shared token."""
+
+    def refused(why: str) -> errors.ApiError:
+        return errors.InvalidParametersFormat(why, {"shareWith": why})
+
+    if p.type != "shared":
+        raise refused("only shared tokens can be shared with a user")
+    recipient = await ctx.storage.users.by_username(p.shareWith or "")
+    if recipient is None:
+        raise refused("no user of this server has this username")
+    if recipient.id == ctx.user_id:
+        raise refused("a token cannot be shared with its own user")
+    return recipient
 
 
 class UpdateParams(Params):
@@ -219,10 +311,15 @@ class DeleteParams(Params):
 
 @method("tokens.delete", DeleteParams, auth=Auth.TOKENS, errors=("UNKNOWN_TOKEN",))
 async def delete(ctx: CallContext, p: DeleteParams) -> dict[str, Any]:
-    """Delete a token for good; sockets using it are disconnected."""
+    """Delete a token for good; sockets using it are disconnected, and the shares that
+    delivered it to other users are withdrawn."""
     token = await managed_token(ctx, p.id)
-    await ctx.storage.tokens.delete(ctx.user_id, token.id)
+    async with ctx.storage.transaction() as conn:
+        await ctx.storage.tokens.delete(ctx.user_id, token.id, conn)
+        recipients = await ctx.storage.shares.withdraw(conn, ctx.user_id, token.id)
     ctx.revoke(token.id)
+    for recipient in recipients:  # the share is withdrawn: their lists changed
+        await ctx.services.bus.publish(recipient, [Change(SHARES_CHANGED)])
     return {}
 
 

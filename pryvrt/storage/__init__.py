@@ -23,6 +23,7 @@ from pryvrt.storage.periods import PeriodsStore
 from pryvrt.storage.pool import Pool
 from pryvrt.storage.series import SeriesStore
 from pryvrt.storage.sessions import SessionsStore
+from pryvrt.storage.shares import SharesStore
 from pryvrt.storage.tokens import TokensStore
 from pryvrt.storage.users import UsersStore
 
@@ -37,6 +38,7 @@ class Storage:
         self.tokens = TokensStore(pool)
         self.channels = ChannelsStore(pool)
         self.bookmarks = BookmarksStore(pool)
+        self.shares = SharesStore(pool)
         self.attachments = AttachmentsStore(pool)
         self.folders = FoldersStore(pool)
         self.events = EventsStore(pool)

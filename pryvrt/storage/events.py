@@ -12,7 +12,7 @@ statement (``group_commit``), or many at once by COPY; callers see ``insert``,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,11 +130,53 @@ def event_from_row(row: asyncpg.Record) -> Event:
 
 
 @dataclass(frozen=True, slots=True)
-class EventQuery:
-    """Filters of events.get. ``folder_ids`` None = any folder; else only those, plus the
-    events with no folder when ``no_folder``. A window (both bounds or none) keeps the
-    events overlapping ``[from_time, to_time]``."""
+class Reach:
+    """Events a credential reads through one kind of grant (API.md §7, §14): those of
+    ``folder_ids`` (``None``: any folder, and no folder), plus the events with no folder
+    when ``no_folder``, narrowed to the events having one tag of each of ``tag_sets`` and
+    overlapping ``[from_time, to_time]`` (``None``: unbounded)."""
 
+    folder_ids: tuple[str, ...] | None = None
+    no_folder: bool = True
+    tag_sets: tuple[tuple[str, ...], ...] = ()
+    from_time: float | None = None
+    to_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Visible:
+    """What a query may return: every event of the channel (``reaches`` None), or those of
+    at least one ``Reach`` (an empty tuple: none). Every events query takes one, built from
+    the credential (``methods.visibility``): no read can leave it out."""
+
+    reaches: tuple[Reach, ...] | None = None
+
+    @property
+    def nothing(self) -> bool:
+        return self.reaches == ()
+
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The time frame that holds every visible event (``None``: unbounded)."""
+        if not self.reaches:
+            return None, None
+        froms = [r.from_time for r in self.reaches]
+        tos = [r.to_time for r in self.reaches]
+        low = None if None in froms else min(f for f in froms if f is not None)
+        high = None if None in tos else max(t for t in tos if t is not None)
+        return low, high
+
+
+EVERYTHING = Visible()
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Filters of events.get. ``visible``: what the credential reads (required).
+    ``folder_ids`` None = any folder; else only those, plus the events with no folder
+    when ``no_folder``. A window (both bounds or none) keeps the events overlapping
+    ``[from_time, to_time]``."""
+
+    visible: Visible
     from_time: float | None = None
     to_time: float | None = None
     folder_ids: Sequence[str] | None = None
@@ -146,6 +188,36 @@ class EventQuery:
     ascending: bool = False
     skip: int = 0
     limit: int | None = None
+
+
+def visible_sql(visible: Visible, arg: Callable[[Any], str]) -> str:
+    """`` AND (...)``: the condition that keeps the ``visible`` events ('' for all).
+
+    Its rows are tested as an ordered scan reads them, so the plan keeps its order and its
+    limit: the whole test is one ``CASE`` (the planner gives such an expression a fixed
+    selectivity of 1/2 and no index), not clauses whose estimates multiply with those of
+    events.get's own filters — two tag tests estimated a few rows, and the plan became a
+    scan and a sort of the channel (tests/test_event_plans.py)."""
+    if visible.reaches is None:
+        return ""
+    if not visible.reaches:
+        return " AND false"
+    alternatives = []
+    for reach in visible.reaches:
+        tests = []
+        if reach.folder_ids is not None:
+            folders = f"folder_id = ANY({arg(list(reach.folder_ids))}::text[])"
+            tests.append(f"({folders} OR folder_id IS NULL)" if reach.no_folder else folders)
+        elif not reach.no_folder:
+            tests.append("folder_id IS NOT NULL")
+        for tags in reach.tag_sets:
+            tests.append(f"tags && {arg(list(tags))}::text[]")
+        if reach.to_time is not None:
+            tests.append(f"time <= {arg(reach.to_time)}")
+        if reach.from_time is not None:
+            tests.append(f"end_time >= {arg(reach.from_time)}")
+        alternatives.append("(" + " AND ".join(tests) + ")" if tests else "true")
+    return " AND CASE WHEN " + " OR ".join(alternatives) + " THEN true ELSE false END"
 
 
 STATE_FILTERS = {"default": " AND NOT trashed", "trashed": " AND trashed", "all": ""}
@@ -222,6 +294,7 @@ def select_events(user_id: str, channel_id: str, q: EventQuery) -> list[Any]:
         return f"${len(args)}"
 
     where = "user_id = $1 AND channel_id = $2" + STATE_FILTERS[q.state]
+    where += visible_sql(q.visible, arg)
     if q.folder_ids is not None:
         folders = f"folder_id = ANY({arg(list(q.folder_ids))}::text[])"
         where += f" AND ({folders} OR folder_id IS NULL)" if q.no_folder else f" AND {folders}"
@@ -237,7 +310,16 @@ def select_events(user_id: str, channel_id: str, q: EventQuery) -> list[Any]:
     order_by = f" ORDER BY time {order}, id {order}"
     limit = f" LIMIT {arg(q.limit)}" if q.limit is not None else ""
     offset = f" OFFSET {arg(q.skip)}" if q.skip else ""
-    if q.from_time is None or q.to_time is None:
+    from_time, to_time = q.from_time, q.to_time
+    low, high = q.visible.bounds()
+    if low is not None or high is not None:
+        # Narrowed grants hold no event outside their frame: the scan starts there (the
+        # rows are tested again by ``visible_sql``; the answer is the same, only sooner).
+        from_time = low if from_time is None else from_time if low is None else max(from_time, low)
+        to_time = high if to_time is None else to_time if high is None else min(to_time, high)
+        from_time = -math.inf if from_time is None else from_time
+        to_time = math.inf if to_time is None else to_time
+    if from_time is None or to_time is None:
         # The whole time axis as a range (event times are finite): without statistics,
         # the planner takes a bare channel for a few rows, best read by a bitmap scan and a
         # sort of the whole channel (95 ms at 100 000 events); with a range on time, it
@@ -251,7 +333,7 @@ def select_events(user_id: str, channel_id: str, q: EventQuery) -> list[Any]:
     # bound keeps the scan on the window's part of the time index. Running periods (no
     # bound) come from their own small index (events_running_time_id). Each branch keeps its first limit + skip
     # rows; the merge of the two keeps the page.
-    to_time, from_time = arg(q.to_time), arg(q.from_time)
+    to_time_arg, from_time_arg = arg(to_time), arg(from_time)
     longest = (
         "coalesce((SELECT duration FROM events WHERE user_id = $1 AND channel_id = $2"
         " AND is_period AND duration IS NOT NULL ORDER BY duration DESC LIMIT 1), 0)"
@@ -260,11 +342,11 @@ def select_events(user_id: str, channel_id: str, q: EventQuery) -> list[Any]:
     if limit and offset:
         branch_limit = f" LIMIT {args_ref(limit)}::bigint + {args_ref(offset)}::bigint"
     sql = (
-        f"(SELECT * FROM events WHERE {where} AND time <= {to_time}"
-        f" AND time >= {from_time} - {longest} - 1"
-        f" AND end_time >= {from_time} AND end_time < 'Infinity'{order_by}{branch_limit})"
+        f"(SELECT * FROM events WHERE {where} AND time <= {to_time_arg}"
+        f" AND time >= {from_time_arg} - {longest} - 1"
+        f" AND end_time >= {from_time_arg} AND end_time < 'Infinity'{order_by}{branch_limit})"
         f" UNION ALL (SELECT * FROM events WHERE {where} AND {running}"
-        f" AND time <= {to_time}{order_by}{branch_limit})"
+        f" AND time <= {to_time_arg}{order_by}{branch_limit})"
     )
     return [f"{sql}{order_by}{limit}{offset}", *args]
 

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from pryvrt.storage.base import Conflict, Executor, Store, conflict_field
+from pryvrt.storage.events import Visible, visible_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,17 +121,21 @@ class FoldersStore(Store):
         )
 
     async def period_seconds(
-        self, user_id: str, channel_id: str, since: float, now: float
+        self, user_id: str, channel_id: str, since: float, now: float, visible: Visible
     ) -> dict[str, float]:
         """Per folder, the summed duration of its own non-trashed periods starting at ``since``
-        or later; a running period counts until ``now``."""
+        or later, among the ``visible`` ones; a running period counts until ``now``."""
+        args: list[Any] = [user_id, channel_id, since, now]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
         rows = await self.pool.fetch(
             "SELECT folder_id, sum(coalesce(duration, greatest($4 - time, 0))) AS seconds"
             " FROM events WHERE user_id = $1 AND channel_id = $2 AND is_period AND NOT trashed"
-            " AND time >= $3 AND folder_id IS NOT NULL GROUP BY folder_id",
-            user_id,
-            channel_id,
-            since,
-            now,
+            f" AND time >= $3 AND folder_id IS NOT NULL{visible_sql(visible, arg)}"
+            " GROUP BY folder_id",
+            *args,
         )
         return {r["folder_id"]: r["seconds"] for r in rows}
