@@ -4,7 +4,7 @@
 // (re)connection). Plain modules, no build step.
 import { io } from "./vendor/socket.io-4.8.1.esm.min.js";
 import { drawTimeline, tickTimeline } from "./timeline.js";
-import { drawCharts, splitType } from "./charts.js";
+import { clearSeries, drawCharts, drawSeries, seriesWidth, splitType } from "./charts.js";
 
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, props = {}, ...children) => {
@@ -26,6 +26,9 @@ const EMPTY = () => ({
   folder: null, // folder filter (with its sub-folders)
   events: [],
   trash: [],
+  shares: [], // shares.get: shares other users delivered to this user (session only)
+  bookmarks: [], // bookmarks.get
+  series: null, // the series event charted: {channel, event, field}
 });
 const state = {
   username: null,
@@ -170,6 +173,8 @@ function bestLevel(channelId) {
 
 const can = {
   channels: () => isFull(),
+  share: () => isFull() && !!state.channel, // tokens.create: a session or a personal token
+  shares: () => state.access?.type === "session", // shares.*, bookmarks.*: a session only
   contribute: () => !!state.channel && bestLevel(state.channel) >= 2,
   manage: () => !!state.channel && bestLevel(state.channel) >= 3,
 };
@@ -265,10 +270,12 @@ function clearData() {
   state.link = null;
   state.editing = null;
   Object.assign(state, EMPTY());
-  for (const id of ["#channels", "#folders", "#events", "#trash", "#timeline", "#charts", "#folder-parent"]) $(id).replaceChildren();
+  for (const id of ["#channels", "#folders", "#events", "#trash", "#timeline", "#charts", "#folder-parent", "#shares", "#bookmarks"]) $(id).replaceChildren();
+  closeSeries();
+  $("#share-result").hidden = true;
   for (const select of document.querySelectorAll(".folder-select")) select.replaceChildren();
   for (const id of ["#events-count", "#trash-count", "#who"]) $(id).textContent = "";
-  for (const id of ["#channels-empty", "#folders-empty", "#events-empty", "#trash-empty", "#filter", "#toast"]) $(id).hidden = true;
+  for (const id of ["#channels-empty", "#folders-empty", "#events-empty", "#trash-empty", "#filter", "#toast", "#shares-empty", "#bookmarks-empty"]) $(id).hidden = true;
   setView("events");
   renderConnection();
 }
@@ -389,6 +396,7 @@ function connectLive() {
     // Whatever changed while the socket was down (or before it first connected) was never
     // notified to it: fetch everything visible again.
     guard(() => requestLoad(ALL));
+    guard(loadShares);
   });
   socket.on("disconnect", (reason) => {
     if (socket !== state.socket) return;
@@ -414,6 +422,12 @@ function connectLive() {
   socket.on("channelsChanged", () => guard(() => requestLoad(["channels"])));
   socket.on("foldersChanged", (msg) => msg?.channelId === state.channel && guard(() => requestLoad(["folders"])));
   socket.on("eventsChanged", (msg) => msg?.channelId === state.channel && guard(() => requestLoad(["events"])));
+  socket.on("sharesChanged", () => guard(loadShares));
+  // Without eventId (a credential reaching some folders only): refetch the series shown.
+  socket.on("seriesChanged", (msg) => {
+    const shown = state.series;
+    if (shown && msg?.channelId === shown.channel && (!msg.eventId || msg.eventId === shown.event.id)) guard(loadSeries);
+  });
 }
 
 // ---- loading: one load at a time, requests in between merged into the next -------------
@@ -493,6 +507,12 @@ async function load(job) {
   renderEvents();
   if (state.view === "trash") renderTrash();
   renderConnection();
+  if (state.series && state.series.channel !== channel) closeSeries();
+  else if (state.series && needEvents) {
+    const fresh = events.find((ev) => ev.id === state.series.event.id);
+    if (fresh) state.series.event = fresh; // its time may have changed
+    loadSeries().catch(showError);
+  }
 }
 
 function eventsQuery({ from, to }, folder, trashed) {
@@ -624,6 +644,7 @@ function fmtDuration(seconds) {
 /** What an event says, in words: a note's text, "mass 71.2 kg", "position:wgs84: …". */
 function describe(ev) {
   const value = ev.value;
+  if (isSeries(ev)) return `series ${ev.type.slice("series:".length)}`;
   if (value && typeof value === "object" && "value" in value) {
     if (value.type === "note:txt" && typeof value.value === "string") return value.value;
     if (typeof value.value === "number") {
@@ -699,6 +720,13 @@ function renderEvents() {
       if (ev.id === state.editing && editingNode?.querySelector("form.edit")) return editingNode; // keep what is typed
       const short = `${describe(ev)}, ${fmtTime(ev.time)}`;
       const actions = el("div", { className: "actions" });
+      if (isSeries(ev)) {
+        const open = state.series?.event.id === ev.id;
+        // a toggle: pressed while its chart is shown
+        const chart = actionButton("Chart", `Chart ${short}`, () => (open ? closeSeries() : openSeries(ev)), "chart");
+        chart.setAttribute("aria-pressed", String(open));
+        actions.append(chart);
+      }
       if (folderLevel(state.channel, ev.folderId) >= 2) {
         if (ev.duration === null) actions.append(actionButton("Stop", `Stop ${short}`, () => stopPeriod(ev.id)));
         actions.append(actionButton("Edit", `Edit ${short}`, () => startEdit(ev.id), "edit"));
@@ -990,6 +1018,199 @@ async function createFolder(event) {
   });
 }
 
+// ---- sharing (README "Sharing") --------------------------------------------------------
+
+/** "2026-11-29" (a date field, local) → seconds: the start of that day, or with ``end`` its last second. */
+function dateSeconds(value, end = false) {
+  if (!value) return undefined;
+  const [y, m, d] = value.split("-").map(Number);
+  const start = new Date(y, m - 1, d).getTime() / 1000;
+  return end ? start + 86399 : start;
+}
+
+function channelName(id) {
+  return state.channels.find((c) => c.id === id)?.name ?? id;
+}
+
+function syncShareHow() {
+  const user = $("#share-how-user").checked;
+  $("#share-user").hidden = !user;
+  $("#share-user-label").hidden = !user;
+  $("#share-user").required = user;
+  $("#share-submit").textContent = user ? "Share" : "Create link";
+}
+
+async function shareChannel(event) {
+  event.preventDefault();
+  await guard(async () => {
+    const channel = state.channel;
+    if (!channel) throw new ApiError("UNKNOWN_CHANNEL", "choose a channel to share");
+    const withUser = $("#share-how-user").checked;
+    const username = $("#share-user").value.trim().toLowerCase();
+    if (withUser && !username) throw new ApiError("MISSING_PARAMETER", "type the username to share with");
+    const permission = { channelId: channel, level: $("#share-level").value };
+    const tags = tagsOf($("#share-tags"));
+    if (tags.length) permission.tags = tags;
+    const fromTime = dateSeconds($("#share-from").value);
+    const toTime = dateSeconds($("#share-to").value, true);
+    if (fromTime !== undefined) permission.fromTime = fromTime;
+    if (toTime !== undefined) permission.toTime = toTime;
+    const stamp = new Date().toISOString().slice(0, 19).replace("T", " ");
+    const name = $("#share-name").value.trim() || `${channelName(channel)} ${withUser ? `for ${username}` : "link"} ${stamp}`;
+    const body = { name, permissions: [permission] };
+    if (withUser) body.shareWith = username;
+    const { id } = await api("POST", "/tokens", body);
+    $("#share-name").value = "";
+    const result = $("#share-result");
+    const link = $("#share-link");
+    if (withUser) {
+      $("#share-result-text").textContent = `Shared “${channelName(channel)}” with ${username}: it waits in their “Shared with you” list.`;
+      link.hidden = true;
+      link.removeAttribute("href");
+      toast(`Shared with ${username}.`);
+    } else {
+      const href = `${location.origin}/${encodeURIComponent(state.username)}/?auth=${encodeURIComponent(id)}`;
+      $("#share-result-text").textContent = `Link to “${channelName(channel)}” (anyone holding it reads what it grants):`;
+      link.hidden = false;
+      link.href = href;
+      link.textContent = href;
+      toast("Link created.");
+    }
+    result.hidden = false;
+  });
+}
+
+/** The shares delivered to this user and their bookmarks (a session only). */
+async function loadShares() {
+  if (!can.shares()) return;
+  const mode = state.mode;
+  const [shares, bookmarks] = await Promise.all([api("GET", "/shares"), api("GET", "/bookmarks")]);
+  if (mode !== state.mode) return;
+  Object.assign(state, { shares, bookmarks });
+  renderShares();
+}
+
+function renderShares() {
+  $("#shares").replaceChildren(
+    ...state.shares.map((share) => {
+      const label = `“${share.name}” from ${share.fromUsername}`;
+      const nameInput = el("input", { value: share.name, className: "rename" });
+      nameInput.setAttribute("aria-label", `Bookmark name for ${label}`);
+      nameInput.hidden = true; // shown when the name is taken
+      const accept = actionButton("Accept", `Accept ${label}`, () =>
+        guard(async () => {
+          const body = nameInput.hidden ? {} : { name: nameInput.value.trim() || share.name };
+          try {
+            await api("POST", `/shares/${encodeURIComponent(share.id)}/accept`, body);
+          } catch (err) {
+            if (err.id !== "ITEM_NAME_ALREADY_EXISTS") throw err;
+            nameInput.hidden = false;
+            nameInput.focus();
+            nameInput.select();
+            throw new ApiError(err.id, "you already have a bookmark of this name: choose another and accept again");
+          }
+          await loadShares();
+          toast(`Accepted: ${share.name} is in your bookmarks.`);
+        }),
+      "accept primary");
+      const decline = actionButton("Decline", `Decline ${label}`, () =>
+        guard(async () => {
+          await api("DELETE", `/shares/${encodeURIComponent(share.id)}`);
+          await loadShares();
+          toast(`Declined: ${share.name}.`);
+        }),
+      "decline");
+      const item = el(
+        "li",
+        {},
+        el("div", { className: "what", textContent: share.name }),
+        el("div", { className: "meta", textContent: `from ${share.fromUsername} · ${fmtTime(share.created)}` }),
+        el("div", { className: "actions" }, nameInput, accept, decline),
+      );
+      item.dataset.id = share.id;
+      return item;
+    }),
+  );
+  $("#shares-empty").hidden = state.shares.length > 0;
+  $("#shares-empty").textContent = "Nothing shared with you waits.";
+  $("#bookmarks").replaceChildren(
+    ...state.bookmarks.map((b) => {
+      // The sharer's dashboard opened with the shared token (a link of its own, in memory only there).
+      const href = `${b.url}?auth=${encodeURIComponent(b.accessToken)}`;
+      const link = el("a", { href, textContent: b.name, target: "_blank", rel: "noopener noreferrer" });
+      link.title = `Open ${b.name} (${b.url}) in a new tab`;
+      const item = el("li", {}, link, el("div", { className: "meta url", textContent: b.url }));
+      item.dataset.id = b.id;
+      return item;
+    }),
+  );
+  $("#bookmarks-empty").hidden = state.bookmarks.length > 0;
+  $("#bookmarks-empty").textContent = "No bookmarks: accept a share to keep it here.";
+}
+
+// ---- series (docs/series.md) -----------------------------------------------------------
+
+const isSeries = (ev) => typeof ev?.type === "string" && ev.type.startsWith("series:");
+let seriesRequest = 0;
+
+function seriesFields(ev) {
+  const fields = ev.value?.value?.fields ?? ev.content?.fields ?? ["deltaTime", "value"];
+  return fields.filter((f) => f !== "deltaTime");
+}
+
+function openSeries(ev) {
+  const fields = seriesFields(ev);
+  state.series = { channel: state.channel, event: ev, field: fields[0] ?? "value" };
+  const select = $("#series-field");
+  select.replaceChildren(...fields.map((f) => el("option", { value: f, textContent: f })));
+  select.value = state.series.field;
+  $("#series-field").hidden = fields.length < 2;
+  $("#series-field-label").hidden = fields.length < 2;
+  $("#series-name").textContent = `— ${describe(ev)}, ${fmtTime(ev.time)}`;
+  $("#series").hidden = false;
+  $("#series-info").textContent = "Loading…";
+  renderEvents();
+  guard(loadSeries);
+  $("#series").scrollIntoView?.({ block: "nearest" });
+}
+
+function closeSeries() {
+  const id = state.series?.event.id;
+  state.series = null;
+  seriesRequest++;
+  $("#series").hidden = true;
+  clearSeries($("#series-chart"));
+  if (id && state.mode) {
+    renderEvents();
+    $(`#events li[data-id="${CSS.escape(id)}"] button.chart`)?.focus();
+  }
+}
+
+/** Fetch the series shown, as many values as the chart has pixels, and draw it. */
+async function loadSeries() {
+  const shown = state.series;
+  if (!shown) return;
+  const request = ++seriesRequest;
+  const figure = $("#series-chart");
+  const width = seriesWidth(figure);
+  const query = new URLSearchParams({ maxPoints: String(width) });
+  const answer = await api("GET", `/${shown.channel}/events/${encodeURIComponent(shown.event.id)}/series?${query}`);
+  if (request !== seriesRequest || state.series !== shown) return; // a newer request, or closed
+  shown.width = width;
+  const data = drawSeries(figure, { time: shown.event.time, answer, field: shown.field, title: shown.event.type });
+  $("#series-info").textContent = answer.points.length
+    ? data.decimated
+      ? `${answer.points.length} buckets of ${answer.resolution} s: the line is the mean, the band min to max.`
+      : `${answer.points.length} points.`
+    : "No points yet.";
+}
+
+new ResizeObserver(() => {
+  const shown = state.series;
+  if (!shown?.width || $("#series").hidden) return;
+  if (Math.abs(seriesWidth($("#series-chart")) - shown.width) > 24) guard(loadSeries);
+}).observe($("#series-chart"));
+
 // ---- wiring ----------------------------------------------------------------------------
 
 $("#login-form").addEventListener("submit", login);
@@ -1005,6 +1226,15 @@ $("#note-kind").addEventListener("change", () => {
 $("#period-form").addEventListener("submit", startPeriod);
 $("#period-stop").addEventListener("click", () => stopPeriod(null));
 $("#photo-form").addEventListener("submit", uploadPhoto);
+$("#share-form").addEventListener("submit", shareChannel);
+for (const radio of document.querySelectorAll("[name='share-how']")) radio.addEventListener("change", syncShareHow);
+syncShareHow();
+$("#series-close").addEventListener("click", closeSeries);
+$("#series-field").addEventListener("change", () => {
+  if (!state.series) return;
+  state.series.field = $("#series-field").value;
+  guard(loadSeries);
+});
 $("#filter-clear").addEventListener("click", () => {
   state.folder = null;
   renderFolders();
