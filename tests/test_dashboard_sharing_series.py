@@ -306,6 +306,8 @@ async def test_a_series_event_is_charted_and_follows_new_points_live(
     await page.wait_for_function(
         "() => Math.max(...document.querySelector('#series-chart').chartData.max) === 120"
     )
+    # the event's duration follows its points (seriesChanged: no eventsChanged for points)
+    await page.wait_for_selector(f"#events li[data-id='{event}']:has-text('duration 16m 40s')")
     await page.click("#series-close")
     assert not await page.is_visible("#series")
     assert errors == []

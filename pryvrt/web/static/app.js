@@ -423,10 +423,14 @@ function connectLive() {
   socket.on("foldersChanged", (msg) => msg?.channelId === state.channel && guard(() => requestLoad(["folders"])));
   socket.on("eventsChanged", (msg) => msg?.channelId === state.channel && guard(() => requestLoad(["events"])));
   socket.on("sharesChanged", () => guard(loadShares));
-  // Without eventId (a credential reaching some folders only): refetch the series shown.
+  // Points change a series event's duration too (no eventsChanged is sent for them): the
+  // events are fetched again, and the series shown when it is the one named (without
+  // eventId, a credential reaching some folders only: the series shown).
   socket.on("seriesChanged", (msg) => {
+    if (msg?.channelId !== state.channel) return;
     const shown = state.series;
-    if (shown && msg?.channelId === shown.channel && (!msg.eventId || msg.eventId === shown.event.id)) guard(loadSeries);
+    const ours = shown && shown.channel === msg.channelId && (!msg.eventId || msg.eventId === shown.event.id);
+    guard(() => requestLoad(ours ? ["events", "series"] : ["events"]));
   });
 }
 
@@ -507,11 +511,15 @@ async function load(job) {
   renderEvents();
   if (state.view === "trash") renderTrash();
   renderConnection();
-  if (state.series && state.series.channel !== channel) closeSeries();
-  else if (state.series && needEvents) {
-    const fresh = events.find((ev) => ev.id === state.series.event.id);
-    if (fresh) state.series.event = fresh; // its time may have changed
-    loadSeries().catch(showError);
+  const shown = state.series;
+  if (shown && shown.channel !== channel) closeSeries();
+  else if (shown && needEvents) {
+    // refetch the chart when its points changed (seriesChanged), on a (re)connection, or
+    // when the event moved (its time is the chart's origin)
+    const fresh = events.find((ev) => ev.id === shown.event.id);
+    const moved = fresh && (fresh.time !== shown.event.time || fresh.duration !== shown.event.duration);
+    if (fresh) shown.event = fresh;
+    if (parts.has("series") || parts.has("access") || moved) guard(loadSeries);
   }
 }
 
@@ -1200,7 +1208,7 @@ async function loadSeries() {
   const data = drawSeries(figure, { time: shown.event.time, answer, field: shown.field, title: shown.event.type });
   $("#series-info").textContent = answer.points.length
     ? data.decimated
-      ? `${answer.points.length} buckets of ${answer.resolution} s: the line is the mean, the band min to max.`
+      ? `${answer.points.length} buckets of ${Number(answer.resolution.toPrecision(3))} s: the line is the mean, the band min to max.`
       : `${answer.points.length} points.`
     : "No points yet.";
 }
