@@ -115,7 +115,7 @@ async def test_a_channel_shared_with_a_user_through_the_form_appears_live_and_is
     await no_serious_violations(bob_page)
     await shot(bob_page, "desktop-share-incoming")
     await bob_page.click(f"{item} button.accept")
-    await bob_page.wait_for_selector("#bookmarks li a:has-text(\"Alice's roses\")")
+    await bob_page.wait_for_selector('#bookmarks li a:has-text("Alice\'s roses")')
     await bob_page.wait_for_selector("#shares-empty:not([hidden])")
     assert await bob_page.locator("#shares li").count() == 0
     href = await bob_page.get_attribute("#bookmarks li a", "href")
@@ -176,7 +176,11 @@ async def test_accepting_a_share_whose_name_is_a_bookmark_asks_for_another_name(
     assert reply.status == 201, reply
     reply = await api.post(
         f"/{alice}/tokens",
-        {"name": "garden", "shareWith": bob, "permissions": [{"channelId": channel, "level": "read"}]},
+        {
+            "name": "garden",
+            "shareWith": bob,
+            "permissions": [{"channelId": channel, "level": "read"}],
+        },
         auth=alice_session,
     )
     assert reply.status == 201, reply
@@ -188,7 +192,7 @@ async def test_accepting_a_share_whose_name_is_a_bookmark_asks_for_another_name(
     assert await page.locator("#shares li").count() == 1, "a failed accept keeps the share"
     await page.fill("#shares li input.rename", "alice's garden")
     await page.click("#shares li button.accept")
-    await page.wait_for_selector("#bookmarks li a:has-text(\"alice's garden\")")
+    await page.wait_for_selector('#bookmarks li a:has-text("alice\'s garden")')
     await page.wait_for_selector("#shares-empty:not([hidden])")
     names = sorted(b["name"] for b in (await api.get(f"/{bob}/bookmarks", auth=bob_session)).body)
     assert names == ["alice's garden", "garden"]
@@ -242,7 +246,9 @@ async def test_a_link_share_shows_a_link_that_reads_the_channel_within_its_dates
 # ---- series -------------------------------------------------------------------------------
 
 
-async def add_points(api: Api, username: str, auth: str, channel: str, event: str, points: Any) -> None:
+async def add_points(
+    api: Api, username: str, auth: str, channel: str, event: str, points: Any
+) -> None:
     body = {"format": "flatJSON", "fields": ["deltaTime", "value"], "points": points}
     reply = await api.post(f"/{username}/{channel}/events/{event}/series", body, auth=auth)
     assert reply.status == 200, reply
@@ -294,7 +300,9 @@ async def test_a_series_event_is_charted_and_follows_new_points_live(
     data = await chart_data(page)
     assert 3 < len(data["x"]) <= width
     assert len(data["y"]) == len(data["min"]) == len(data["max"]) == len(data["x"])
-    assert all(lo <= mean <= hi for lo, mean, hi in zip(data["min"], data["y"], data["max"]))
+    assert all(
+        lo <= mean <= hi for lo, mean, hi in zip(data["min"], data["y"], data["max"], strict=True)
+    )
     assert min(data["min"]) == 50 and max(data["max"]) == 89
     assert data["x"][0] == pytest.approx(start)
     assert "mean" in (await page.text_content("#series-info") or "")
