@@ -250,6 +250,8 @@ async def test_changes_written_while_the_socket_reconnects_after_a_restart_appea
             errors: list[str] = []
             page = await open_page(browser, errors, size)
             await login(page, f"{worker.url}/{username}/", username, "pw-secret")
+            # a new user also has a default diary channel (sharing, #16): open First
+            await page.click("#channels button:has-text('First')")
             await page.wait_for_selector("#events li:has-text('in first')")
 
             worker.stop()
