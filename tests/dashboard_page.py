@@ -111,3 +111,22 @@ async def no_horizontal_scroll(page: Any) -> tuple[int, int]:
     """The page's scroll width and the viewport's width."""
     sizes = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     return int(sizes[0]), int(sizes[1])
+
+
+NOTE = "note:txt"
+
+
+def url(api: Any, path: str) -> str:
+    """The absolute URL of ``path`` on the test server of ``api``."""
+    return str(api.client.make_url(path))
+
+
+async def note(api: Any, username: str, auth: str, channel: str, text: str, **extra: Any) -> str:
+    """A note event written over HTTP; its id."""
+    reply = await api.post(
+        f"/{username}/{channel}/events",
+        {"value": {"type": NOTE, "value": text}, **extra},
+        auth=auth,
+    )
+    assert reply.status == 201, reply
+    return str(reply.body["id"])

@@ -19,14 +19,17 @@ import pytest
 from tests.conftest import Api, free_port
 from tests.dashboard_page import (
     CHROMIUM,
+    NOTE,
     SHOTS,
     axe_violations,
     describe_violations,
     launched,
     login,
     no_horizontal_scroll,
+    note,
     open_page,
     shot,
+    url,
 )
 from tests.processes import Http, Worker, worker_env
 
@@ -34,27 +37,12 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium here: apt-get install -y chromium (.ci/run does it)"
 )
 SIZES = ["desktop", "phone"]
-NOTE = "note:txt"
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     async with launched() as instance:
         yield instance
-
-
-def url(api: Api, path: str) -> str:
-    return str(api.client.make_url(path))
-
-
-async def note(api: Api, username: str, auth: str, channel: str, text: str, **extra: Any) -> str:
-    reply = await api.post(
-        f"/{username}/{channel}/events",
-        {"value": {"type": NOTE, "value": text}, **extra},
-        auth=auth,
-    )
-    assert reply.status == 201, reply
-    return str(reply.body["id"])
 
 
 async def folder(api: Api, username: str, auth: str, channel: str, name: str) -> str:

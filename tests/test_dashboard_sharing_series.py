@@ -20,8 +20,10 @@ from tests.dashboard_page import (
     launched,
     login,
     no_horizontal_scroll,
+    note,
     open_page,
     shot,
+    url,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -33,20 +35,6 @@ pytestmark = pytest.mark.skipif(
 async def browser() -> AsyncIterator[Any]:
     async with launched() as instance:
         yield instance
-
-
-def url(api: Api, path: str) -> str:
-    return str(api.client.make_url(path))
-
-
-async def note(api: Api, username: str, auth: str, channel: str, text: str, **extra: Any) -> str:
-    reply = await api.post(
-        f"/{username}/{channel}/events",
-        {"value": {"type": "note:txt", "value": text}, **extra},
-        auth=auth,
-    )
-    assert reply.status == 201, reply
-    return str(reply.body["id"])
 
 
 async def garden(api: Api) -> tuple[str, str, str]:
