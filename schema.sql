@@ -188,7 +188,11 @@ BEGIN
                 ELSE ',"description":' || to_json(NEW.description) END
         || ',"attachments":' || json_compact(NEW.attachments)
         || ',"clientData":' || json_compact(NEW.client_data)
-        || ',"trashed":' || NEW.trashed::text || ',"modified":' || to_json(NEW.modified) || '}';
+        || ',"trashed":' || NEW.trashed::text
+        || ',"created":' || to_json(coalesce(NEW.created, NEW.modified))
+        || ',"createdBy":' || to_json(coalesce(NEW.created_by, 'system'))
+        || ',"modified":' || to_json(NEW.modified)
+        || ',"modifiedBy":' || to_json(coalesce(NEW.modified_by, 'system')) || '}';
     RETURN NEW;
 END $$;
 -- pryvrt's inserts bring the JSON (rendered in Python, from the same model); the trigger
@@ -199,6 +203,33 @@ CREATE TRIGGER events_json BEFORE UPDATE ON events
 DROP TRIGGER IF EXISTS events_json_insert ON events;
 CREATE TRIGGER events_json_insert BEFORE INSERT ON events
     FOR EACH ROW WHEN (NEW.json IS NULL) EXECUTE FUNCTION events_render_json();
+-- Version 6's columns (created, createdBy, modifiedBy: see "Version 6" below) are added
+-- here, after the renderer that reads them is in place and before any step below renders
+-- stored events again: each UPDATE here and below fires the trigger above.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['channels', 'folders', 'events', 'tokens'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = current_schema() AND table_name = t
+                         AND column_name = 'modified_by') THEN
+            EXECUTE format('ALTER TABLE %I ADD COLUMN IF NOT EXISTS created double precision,'
+                           ' ADD COLUMN created_by text, ADD COLUMN modified_by text', t);
+            -- For events this UPDATE also renders every event's JSON again (trigger).
+            EXECUTE format('UPDATE %I SET created = coalesce(created, modified),'
+                           ' created_by = ''system'', modified_by = ''system''', t);
+            -- Defaults for writers that do not name the columns (a worker of the previous
+            -- version during a rolling upgrade, a tool writing SQL): now, by "system".
+            EXECUTE format('ALTER TABLE %I ALTER COLUMN created SET NOT NULL,'
+                           ' ALTER COLUMN created_by SET NOT NULL,'
+                           ' ALTER COLUMN modified_by SET NOT NULL,'
+                           ' ALTER COLUMN created SET DEFAULT extract(epoch FROM now()),'
+                           ' ALTER COLUMN created_by SET DEFAULT ''system'','
+                           ' ALTER COLUMN modified_by SET DEFAULT ''system''', t);
+        END IF;
+    END LOOP;
+END $$;
 DO $$ BEGIN
     IF (SELECT version FROM schema_version) < 3 THEN
         UPDATE events SET json = NULL;  -- the trigger renders every stored event once
@@ -284,53 +315,8 @@ INSERT INTO schema_version (singleton, version) VALUES (true, 8)
 -- the writing credential (a token's or a session's), never its secret. Rows from before
 -- get created = modified and "system" for both. Guarded by the columns themselves (not the
 -- version row): the sections of other versions may land in any order.
-CREATE OR REPLACE FUNCTION events_render_json() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.json := '{"id":' || to_json(NEW.id) || ',"channelId":' || to_json(NEW.channel_id)
-        || ',"time":' || to_json(NEW.time)
-        || CASE WHEN NEW.is_period
-                THEN ',"duration":' || coalesce(to_json(NEW.duration)::text, 'null')
-                ELSE '' END
-        || ',"folderId":' || coalesce(to_json(NEW.folder_id)::text, 'null')
-        || CASE WHEN NEW.type IS NULL THEN ''
-                ELSE ',"type":' || to_json(NEW.type) || ',"value":{"type":' || to_json(NEW.type)
-                     || ',"value":' || coalesce(json_compact(NEW.value), 'null') || '}' END
-        || ',"tags":' || to_json(NEW.tags)
-        || CASE WHEN NEW.description IS NULL THEN ''
-                ELSE ',"description":' || to_json(NEW.description) END
-        || ',"attachments":' || json_compact(NEW.attachments)
-        || ',"clientData":' || json_compact(NEW.client_data)
-        || ',"trashed":' || NEW.trashed::text
-        || ',"created":' || to_json(coalesce(NEW.created, NEW.modified))
-        || ',"createdBy":' || to_json(coalesce(NEW.created_by, 'system'))
-        || ',"modified":' || to_json(NEW.modified)
-        || ',"modifiedBy":' || to_json(coalesce(NEW.modified_by, 'system')) || '}';
-    RETURN NEW;
-END $$;
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['channels', 'folders', 'events', 'tokens'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                       WHERE table_schema = current_schema() AND table_name = t
-                         AND column_name = 'modified_by') THEN
-            EXECUTE format('ALTER TABLE %I ADD COLUMN IF NOT EXISTS created double precision,'
-                           ' ADD COLUMN created_by text, ADD COLUMN modified_by text', t);
-            -- For events this UPDATE also renders every event's JSON again (trigger).
-            EXECUTE format('UPDATE %I SET created = coalesce(created, modified),'
-                           ' created_by = ''system'', modified_by = ''system''', t);
-            -- Defaults for writers that do not name the columns (a worker of the previous
-            -- version during a rolling upgrade, a tool writing SQL): now, by "system".
-            EXECUTE format('ALTER TABLE %I ALTER COLUMN created SET NOT NULL,'
-                           ' ALTER COLUMN created_by SET NOT NULL,'
-                           ' ALTER COLUMN modified_by SET NOT NULL,'
-                           ' ALTER COLUMN created SET DEFAULT extract(epoch FROM now()),'
-                           ' ALTER COLUMN created_by SET DEFAULT ''system'','
-                           ' ALTER COLUMN modified_by SET DEFAULT ''system''', t);
-        END IF;
-    END LOOP;
-END $$;
+-- (Their columns and the event JSON renderer that shows them are defined with version 3,
+-- above: the renderer must exist before any re-render step runs.)
 
 -- App tokens (API.md §13) remember the device they were accepted for.
 ALTER TABLE tokens ADD COLUMN IF NOT EXISTS device_name text;
