@@ -270,18 +270,19 @@ async def call(ctx: CallContext, method_id: str, raw: Any, *, publish: bool = Tr
             raise
         raise error from None
     finally:
-        log.info(
-            "call %s",
-            method_id,
-            extra={
-                "request_id": ctx.request_id,
-                "method": method_id,
-                "transport": ctx.transport,
-                "username": ctx.user.username if ctx.user else ctx.username,
-                "outcome": outcome,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        if log.isEnabledFor(logging.INFO):  # the record's fields cost more than its check
+            log.info(
+                "call %s",
+                method_id,
+                extra={
+                    "request_id": ctx.request_id,
+                    "method": method_id,
+                    "transport": ctx.transport,
+                    "username": ctx.user.username if ctx.user else ctx.username,
+                    "outcome": outcome,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
     if ctx.user is not None and invalidates(ctx.changes):
         # This worker at once (later calls of a batch included); others through the bus.
         ctx.services.cache.invalidate(ctx.user.id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import secrets
 import time
@@ -123,32 +124,35 @@ class RouteTable:
     """Matches a user-relative path (already split) to a route and its path params."""
 
     def __init__(self, routes: tuple[Route, ...]) -> None:
-        # Per segment count: (route, [(is_param, name_or_literal), ...]).
-        self._by_length: dict[int, list[tuple[Route, list[tuple[bool, str]]]]] = {}
+        # Per segment count, in ROUTES order: (route, literal segments as (index, text),
+        # param segments as (index, name)). Literals are compared first: most routes fail
+        # on one, without building params.
+        self._by_length: dict[
+            int, list[tuple[Route, tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]]
+        ] = {}
         for route in routes:
             if route.method_id not in registry.REGISTRY:
                 continue  # method not built yet: the route answers 404
-            pattern = []
-            for part in (p for p in route.path.split("/") if p):
+            literals: list[tuple[int, str]] = []
+            names: list[tuple[int, str]] = []
+            for index, part in enumerate(p for p in route.path.split("/") if p):
                 m = _PARAM.fullmatch(part)
-                pattern.append((True, m.group(1)) if m else (False, part))
-            self._by_length.setdefault(len(pattern), []).append((route, pattern))
+                (names if m else literals).append((index, m.group(1) if m else part))
+            length = len(literals) + len(names)
+            self._by_length.setdefault(length, []).append((route, tuple(literals), tuple(names)))
 
     def match(
         self, verb: str, segments: list[str]
     ) -> tuple[Route | None, dict[str, str], tuple[str, ...]]:
         """(route, path params, allowed verbs): the verbs the path takes tell 405 from 404."""
         allowed: list[str] = []
-        for route, pattern in self._by_length.get(len(segments), ()):
-            params: dict[str, str] = {}
-            for (is_param, text), segment in zip(pattern, segments, strict=True):
-                if is_param:
-                    params[text] = segment
-                elif text != segment:
+        for route, literals, names in self._by_length.get(len(segments), ()):
+            for index, text in literals:
+                if segments[index] != text:
                     break
             else:
                 if route.verb == verb:
-                    return route, params, ()
+                    return route, {name: segments[index] for index, name in names}, ()
                 if route.verb not in allowed:
                     allowed.append(route.verb)
         return None, {}, tuple(allowed)
@@ -244,8 +248,11 @@ async def body_params(request: web.Request, within: float) -> Any:
             f"expected a JSON body (Content-Type: application/json), got {ctype!r}"
         )
     try:
-        async with asyncio.timeout(within):
+        if request.content.is_eof():  # the whole body came with the headers (most do)
             raw = await request.read()
+        else:
+            async with asyncio.timeout(within):
+                raw = await request.read()
     except TimeoutError:
         raise body_timed_out(within) from None
     except web.RequestPayloadError as exc:
@@ -264,17 +271,23 @@ async def body_params(request: web.Request, within: float) -> Any:
         raise errors.InvalidRequestStructure(f"the body is not valid JSON: {exc}") from None
 
 
+# Request ids only tell requests apart in logs and answers (no secret rests on them): 64
+# random bits from a generator seeded once per process, not a system call per request.
+_request_ids = random.Random(secrets.randbits(128))
+
+
 def new_request_id(request: web.Request) -> str:
     given = request.headers.get("X-Request-Id", "")
     if 0 < len(given) <= 64 and given.replace("-", "").isalnum():
         return given
-    return secrets.token_hex(8)
+    return f"{_request_ids.getrandbits(64):016x}"
 
 
 class HttpTransport:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.table = RouteTable(ROUTES)
+        self._service_paths: dict[str, tuple[str, ...]] | None = None
         # Set by the dashboard module: serves GET /{username}/ (and GET / with a user).
         self.user_root_view: (
             Callable[[web.Request, str | None], Awaitable[web.StreamResponse]] | None
@@ -330,9 +343,20 @@ class HttpTransport:
             return await stream_download(request, result)
         return json_response(result, route.status)
 
+    def service_methods(self, request: web.Request) -> tuple[str, ...]:
+        """The verbs of the service route at this exact path, if any (``service_paths``,
+        read once the router is frozen: no route can be added any more)."""
+        paths = self._service_paths
+        if paths is None:
+            router = request.app.router
+            paths = service_paths(router)
+            if router.frozen:
+                self._service_paths = paths
+        return paths.get(request.path, ())
+
     async def handle_user(self, request: web.Request) -> web.StreamResponse:
         """Every path not taken by a service route: a user's API (or the service root)."""
-        service_verbs = service_methods(request)
+        service_verbs = self.service_methods(request)
         if service_verbs:  # e.g. GET /users: the path is a service route, not a user
             raise not_allowed(request, service_verbs)
         username, segments = split_user(request, self.services.settings.domain)
@@ -388,14 +412,16 @@ class HttpTransport:
         return json_response({"status": "ok", "database": "ok", "version": __version__})
 
 
-def service_methods(request: web.Request) -> tuple[str, ...]:
-    """The verbs of the service route (``/users``, ``/health``...) at this exact path, if
-    any: the users' catch-all route also matches those paths."""
-    verbs: list[str] = []
-    for resource in request.app.router.resources():
-        if resource.canonical == request.path and "{" not in resource.canonical:
-            verbs.extend(r.method for r in resource if r.method not in ("HEAD", "*"))
-    return tuple(dict.fromkeys(verbs))
+def service_paths(router: web.UrlDispatcher) -> dict[str, tuple[str, ...]]:
+    """The fixed paths of the service routes (``/users``, ``/health``...) → their verbs:
+    the users' catch-all route also matches those paths."""
+    verbs: dict[str, list[str]] = {}
+    for resource in router.resources():
+        if "{" not in resource.canonical:
+            verbs.setdefault(resource.canonical, []).extend(
+                r.method for r in resource if r.method not in ("HEAD", "*")
+            )
+    return {path: tuple(dict.fromkeys(v)) for path, v in verbs.items() if v}
 
 
 def wants_html(request: web.Request) -> bool:
@@ -475,6 +501,14 @@ CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Request-Id"
 CORS_EXPOSE_HEADERS = "Server-Time, API-Version, X-Request-Id"
 
 
+_CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+    "Access-Control-Expose-Headers": CORS_EXPOSE_HEADERS,
+    "Access-Control-Max-Age": "86400",
+}
+
+
 async def add_common_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Server-Time and API-Version on every response (errors and 404s too), plus CORS."""
     headers = response.headers
@@ -489,10 +523,7 @@ async def add_common_headers(request: web.Request, response: web.StreamResponse)
     headers["Access-Control-Allow-Origin"] = origin or "*"
     if origin:
         headers["Vary"] = "Origin"
-    headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
-    headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
-    headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
-    headers["Access-Control-Max-Age"] = "86400"
+    headers.update(_CORS_HEADERS)
 
 
 def setup(app: web.Application, services: Services) -> HttpTransport:
