@@ -199,3 +199,38 @@ async def test_whole_seconds_are_written_without_a_fraction_on_every_path(api: A
     assert b'"time":1700000000,"duration":1500,' in listed
     assert b'"time":1700003000,"duration":1500,' in listed
     assert b'"timeCount":3000' in counted and b"3000.0" not in counted
+
+
+async def test_events_copied_by_a_batch_read_the_same_through_every_path(api: Api) -> None:
+    """events.batch COPYs its rows straight into ``events`` (binary jsonb, version byte +
+    JSON): values, client data and tags of every shape come back as sent, from the stored
+    JSON, from the jsonb columns (the model), and after the SQL trigger renders them."""
+    me = await owner(api)
+    folder = await me.folder("f")
+    shapes: list[dict[str, Any]] = [
+        {"time": 1000.0},
+        {"time": 1001.5, "tags": ["a", "é"], "description": 'd " \\ é\n'},
+        {"time": 1002.0, "value": {"type": "note:txt", "value": "hi ☃"}, "folderId": folder},
+        {"time": 1003.0, "value": {"type": "count:n", "value": 0.1}, "clientData": {"x": [1]}},
+        {"time": 1004.0, "value": {"type": "any:obj", "value": {"k": [1, 2.5, "s", None]}}},
+        {"time": 1005.0, "value": {"type": "null:n", "value": None}},
+        {"time": 1006.0, "duration": 12.25, "clientData": {"nested": {"a": {"b": [{}]}}}},
+    ]
+    items = [{"clientId": str(i), **shape} for i, shape in enumerate(shapes)]
+    reply = await api.post(me.path("/events/batch"), {"events": items}, auth=me.session)
+    assert reply.status == 200, reply
+    from_sql = await me.all_events()
+    assert len(from_sql) == len(shapes)
+    for event, shape in zip(from_sql, shapes, strict=True):
+        for field in ("value", "clientData", "tags", "description", "folderId"):
+            if field in shape:
+                assert event[field] == shape[field], (field, event)
+    services = api.client.app[SERVICES_KEY]
+    user = await services.storage.users.by_username(me.username)
+    query = EventQuery(
+        visible=EVERYTHING, from_time=0, to_time=1e12, state="all", ascending=True, limit=1000
+    )
+    pool = services.storage.pool
+    assert from_sql == await from_the_model(pool, user.id, me.channel, query)
+    await pool.execute("UPDATE events SET json = NULL WHERE user_id = $1", user.id)
+    assert await me.all_events() == from_sql

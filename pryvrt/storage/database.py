@@ -170,14 +170,37 @@ async def keep_running(server: EmbeddedPostgres, interval: float = 0.5) -> None:
         )
 
 
+# jsonb's binary form (PostgreSQL's jsonb_send / jsonb_recv): this version byte, then the
+# JSON text. In binary, jsonb values can be COPYed (events.batch writes straight into
+# ``events``, storage/events.py ``insert_many``), and they skip a str between orjson and
+# the socket.
+JSONB_VERSION = b"\x01"
+
+
+def _jsonb_encode(value: Any) -> bytes:
+    return JSONB_VERSION + orjson.dumps(value)
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    if data[:1] != JSONB_VERSION:
+        raise ValueError(f"unknown jsonb binary format version {data[:1]!r}")
+    return orjson.loads(memoryview(data)[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for kind in ("jsonb", "json"):
-        await conn.set_type_codec(
-            kind,
-            encoder=lambda v: orjson.dumps(v).decode(),
-            decoder=orjson.loads,
-            schema="pg_catalog",
-        )
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_jsonb_encode,
+        decoder=_jsonb_decode,
+        schema="pg_catalog",
+        format="binary",
+    )
+    await conn.set_type_codec(
+        "json",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
 
 
 # Time allowed per row to the statements of a bulk write (events.batch), on top of the

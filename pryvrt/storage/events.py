@@ -386,6 +386,29 @@ LIVE_INSERT_MANY = (
 )
 
 
+# The columns events.batch writes (the others keep their defaults: no attachments, not
+# trashed).
+BULK_COLUMNS = (
+    "user_id",
+    "channel_id",
+    "id",
+    "time",
+    "is_period",
+    "duration",
+    "folder_id",
+    "type",
+    "value",
+    "tags",
+    "description",
+    "client_data",
+    "modified",
+    "created",
+    "created_by",
+    "modified_by",
+    "json",
+)
+
+
 class EventsStore(Store):
     def __init__(self, pool: Pool) -> None:
         super().__init__(pool)
@@ -479,50 +502,37 @@ class EventsStore(Store):
     async def insert_many(
         self, conn: asyncpg.Connection, user_id: str, channel_id: str, events: Sequence[Event]
     ) -> list[bytes]:
-        """Bulk insert inside ``conn``'s transaction: COPY into a temporary table, then one
-        INSERT ... SELECT (binary COPY has no jsonb encoder, so JSON travels as text).
+        """Bulk insert inside ``conn``'s transaction: one binary COPY straight into
+        ``events`` (the pool's connections encode jsonb in binary, storage/database.py).
         Returns each event's API JSON as stored, encoded once for the row and the answer
         (``json_with`` adds fields to it)."""
         rendered = [orjson.dumps(e.to_api()) for e in events]
-        await conn.execute(
-            "CREATE TEMPORARY TABLE events_in (id text, time float8, is_period bool,"
-            " duration float8, folder_id text, type text, value text, tags text[],"
-            " description text, client_data text, modified float8, created float8,"
-            " created_by text, modified_by text, json text) ON COMMIT DROP"
-        )
-        await conn.copy_records_to_table(
-            "events_in",
-            records=[
-                (
-                    e.id,
-                    e.time,
-                    e.is_period,
-                    e.duration,
-                    e.folder_id,
-                    e.type,
-                    _json_text(e.content),
-                    e.tags,
-                    e.description,
-                    _json_text(e.client_data),
-                    e.modified,
-                    e.created,
-                    e.created_by,
-                    e.modified_by,
-                    json.decode(),
-                )
-                for e, json in zip(events, rendered, strict=True)
-            ],
-        )
         try:
-            await conn.execute(
-                "INSERT INTO events (user_id, channel_id, id, time, is_period, duration,"
-                " folder_id, type, value, tags, description, client_data, modified, created,"
-                " created_by, modified_by, json)"
-                " SELECT $1, $2, id, time, is_period, duration, folder_id, type, value::jsonb,"
-                " tags, description, client_data::jsonb, modified, created, created_by,"
-                " modified_by, json FROM events_in",
-                user_id,
-                channel_id,
+            await conn.copy_records_to_table(
+                "events",
+                columns=BULK_COLUMNS,
+                records=[
+                    (
+                        user_id,
+                        channel_id,
+                        e.id,
+                        e.time,
+                        e.is_period,
+                        e.duration,
+                        e.folder_id,
+                        e.type,
+                        e.content,
+                        e.tags,
+                        e.description,
+                        e.client_data,
+                        e.modified,
+                        e.created,
+                        e.created_by,
+                        e.modified_by,
+                        json.decode(),
+                    )
+                    for e, json in zip(events, rendered, strict=True)
+                ],
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(conflict_field(exc)) from None
