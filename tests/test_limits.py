@@ -120,6 +120,39 @@ async def test_a_trickled_json_body_is_cut_off_even_though_bytes_keep_coming(
     await still_serving(api, username, session)
 
 
+async def test_a_client_still_sending_after_the_408_reads_it_late_without_a_reset(
+    make_api: AppFactory,
+) -> None:
+    """The server closes such a connection in stages (RFC 9112 §9.6): a client that keeps
+    sending its body after the 408 went out, and reads only then, still gets the 408 and
+    then the end of the stream. (Closed at once, the client's next bytes met a reset, and
+    its reads failed with ConnectionResetError.)"""
+    api = await make_api(body_timeout=0.3)
+    username, session = await api.user()
+    client = RawClient(api)
+    body = b'{"name": "' + b"t" * 200 + b'"}'
+    await client.open(
+        f"/{username}/channels",
+        {
+            "Authorization": session,
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+        },
+    )
+    try:
+        await client.send(body[:5])
+        await asyncio.sleep(0.6)  # past the body timeout: the 408 is sent meanwhile
+        for byte in body[5:15]:  # half a second more of the body, nothing read
+            await client.send(bytes([byte]))
+            await asyncio.sleep(0.05)
+        status, answer = await client.response(within=5)
+        assert (status, answer["id"]) == (408, "REQUEST_TIMEOUT")
+        assert await client.closed_by_server(within=5)
+    finally:
+        client.close()
+    await still_serving(api, username, session)
+
+
 def upload_head(boundary: str) -> bytes:
     return (
         f"--{boundary}\r\n"

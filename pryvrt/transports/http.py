@@ -448,6 +448,32 @@ _HTTP_ERROR_IDS = {
 }
 
 
+# How long a connection whose body was given up on stays half-closed, its incoming bytes
+# read and dropped, before it is closed.
+LINGER_SECONDS = 2.0
+
+
+async def close_after_answer(request: web.Request) -> None:
+    """Close a connection whose client may still be sending its body, in stages.
+
+    Closed at once, the kernel answers the client's next bytes with a reset, which can
+    destroy the answer before the client reads it (RFC 9112 §9.6; seen as a
+    ConnectionResetError instead of the 408). So: end our side (the client reads the answer,
+    then the end of the stream), read and drop what still comes until the client closes or
+    for ``LINGER_SECONDS``, then close.
+    """
+    transport = request.transport
+    if transport is not None and not transport.is_closing() and transport.can_write_eof():
+        transport.write_eof()
+        # Ends on the client's close, a stream that cannot be read, or the time limit.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(LINGER_SECONDS):
+                while await request.content.readany():
+                    pass
+    if request.protocol is not None:
+        request.protocol.force_close()
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -459,16 +485,15 @@ async def error_middleware(
     try:
         return await handler(request)
     except (errors.RequestTimeout, UnreadableBody) as exc:
-        # Answer, then close at once: aiohttp would otherwise keep reading the rest of the
-        # body for up to 10 s ("lingering"), from a client that may never send it or from a
-        # stream that cannot be read.
+        # Answer, then close in stages (close_after_answer): aiohttp would otherwise keep
+        # reading the rest of the body for up to 10 s ("lingering"), from a client that may
+        # never send it or from a stream that cannot be read.
         response = error_response(exc)
         response.force_close()  # says "Connection: close": the client opens a new one
         with contextlib.suppress(ConnectionError):  # the client may be gone already
             await response.prepare(request)
             await response.write_eof()
-        if request.protocol is not None:
-            request.protocol.force_close()
+        await close_after_answer(request)
         return response
     except errors.ApiError as exc:
         return error_response(exc)
