@@ -26,6 +26,11 @@ from pryvrt.web import STATIC_DIR
 
 JS_DIR = Path(__file__).parent / "js"
 Out = Callable[[dict[str, Any]], None]
+# How long python-socketio's clients wait for the namespace to connect (their
+# ``wait_timeout``). Its default, 1 s, is shorter than a polling connect takes on a loaded
+# machine (auth, then the answer on the next long-poll): "Unexpected connection error". The
+# npm client waits 20 s by default.
+CONNECT_WAIT = 10
 
 
 # -- python-socketio AsyncClient ------------------------------------------------------------
@@ -87,7 +92,9 @@ async def python_async_scenario(
     async def on_disconnect(reason: Any = None) -> None:
         dropped.set()
 
-    await client.connect(base, namespaces=[namespace], auth={"token": token}, **options)
+    await client.connect(
+        base, namespaces=[namespace], auth={"token": token}, wait_timeout=CONNECT_WAIT, **options
+    )
     try:
         out({"connected": {"transport": await settled(client)}})
         out({"ack": await call(client, "channels.get", {})})
@@ -97,7 +104,9 @@ async def python_async_scenario(
         out({"notification": heard.pop(0)})
 
         via_query = new_client()
-        await via_query.connect(f"{base}?auth={token}", namespaces=[namespace], **options)
+        await via_query.connect(
+            f"{base}?auth={token}", namespaces=[namespace], wait_timeout=CONNECT_WAIT, **options
+        )
         try:
             transport = await settled(via_query)
             out(
@@ -176,7 +185,9 @@ def python_sync_scenario(
     client.on("connect", lambda: connects.append(True), namespace=namespace)
     client.on("disconnect", lambda reason=None: dropped.set(), namespace=namespace)
 
-    client.connect(base, namespaces=[namespace], auth={"token": token}, **options)
+    client.connect(
+        base, namespaces=[namespace], auth={"token": token}, wait_timeout=CONNECT_WAIT, **options
+    )
     try:
         out({"connected": {"transport": settled(client)}})
         out({"ack": call(client, "channels.get", {})})
@@ -186,7 +197,9 @@ def python_sync_scenario(
         out({"notification": heard.pop(0)})
 
         via_query = socketio.Client()
-        via_query.connect(f"{base}?auth={token}", namespaces=[namespace], **options)
+        via_query.connect(
+            f"{base}?auth={token}", namespaces=[namespace], wait_timeout=CONNECT_WAIT, **options
+        )
         try:
             transport = settled(via_query)
             out({"queryAuth": {"transport": transport, **call(via_query, "channels.get", {})}})
