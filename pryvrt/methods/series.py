@@ -78,9 +78,13 @@ class AddParams(FlatJson, ChannelParams):
     id: Annotated[ItemRef, Field(description="the series event")]
 
 
+def point_count(points: Any) -> int:
+    """How many points a request holds (a list, or a matrix from ``series_json``)."""
+    return len(points) if isinstance(points, list | np.ndarray) else 0
+
+
 def point_rows(p: Any, ctx: CallContext) -> int:
-    points = p.points if isinstance(p.points, list) else ()
-    return len(points) // POINTS_PER_ROW + 1
+    return point_count(p.points) // POINTS_PER_ROW + 1
 
 
 APPEND = Need(Level.CONTRIBUTE, at_event("id", for_update=True), transaction=True, rows=point_rows)
@@ -133,7 +137,7 @@ async def add_points(ctx: CallContext, p: AddParams) -> dict[str, Any]:
     event = scope.event
     assert event is not None
     layout = writable(scope, event)
-    count = len(p.points) if isinstance(p.points, list) else 0
+    count = point_count(p.points)
     limit = ctx.settings.max_series_points
     points = await cpu(count, parse_points, layout, p.fields, p.points, limit)
     await append(ctx, scope, event, points)

@@ -159,6 +159,8 @@ def parse_points(layout: Layout, fields: Any, points: Any, limit: int) -> Points
     row lengths and value types, then one numpy conversion; anything else takes the
     row-by-row path that names the row."""
     names = _request_fields(layout, fields)
+    if isinstance(points, np.ndarray):  # decoded by series_json: rows of finite numbers
+        return _checked_matrix(layout, names, points, limit)
     if not isinstance(points, list):
         raise errors.InvalidParametersFormat("points must be a list", {"points": "not a list"})
     if len(points) > limit:
@@ -182,6 +184,24 @@ def parse_points(layout: Layout, fields: Any, points: Any, limit: int) -> Points
     elif not np.isfinite(matrix).all():
         row = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
         raise bad_row(row, "values must be finite numbers")
+    negative = matrix[:, 0] < 0
+    if negative.any():
+        row = int(np.flatnonzero(negative)[0])
+        raise bad_row(row, "deltaTime must be >= 0 (points follow the event's time)")
+    return _to_layout(layout, names, matrix)
+
+
+def _checked_matrix(layout: Layout, names: list[str], matrix: Points, limit: int) -> Points:
+    """``parse_points`` of points already decoded as a matrix of finite numbers (rows of
+    equal length): the same checks, in the same order, as for lists."""
+    if len(matrix) > limit:
+        raise bad_row(
+            limit,
+            f"more than {limit} points in one request (PRYVRT_MAX_SERIES_POINTS)",
+            limit=limit,
+        )
+    if matrix.shape[1] != len(names):
+        raise bad_row(0, f"each point is a list of {len(names)} values (one per field)")
     negative = matrix[:, 0] < 0
     if negative.any():
         row = int(np.flatnonzero(negative)[0])

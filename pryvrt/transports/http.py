@@ -26,7 +26,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pryvrt import API_VERSION, __version__, errors
 from pryvrt.auth import browser_session, identity
 from pryvrt.auth.throttle import request_address
-from pryvrt.methods import registry
+from pryvrt.methods import registry, series_json
 from pryvrt.methods.context import CallContext, Services
 from pryvrt.methods.results import Download
 from pryvrt.transports import exact_json, multipart
@@ -52,6 +52,8 @@ class Route:
     params_part: bool = False
     # Answers with a stored file (any content type), not JSON.
     download: bool = False
+    # Decodes the JSON body (series points: straight to a numpy matrix, series_json).
+    decode: Callable[[bytes], Any] = exact_json.loads
 
 
 # Order matters where a literal and a {param} compete for a segment: literal first.
@@ -96,7 +98,12 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/{channelId}/events/batch", "events.batch"),
     Route("GET", "/{channelId}/events/{id}", "events.getOne"),
     Route("POST", "/series/batch", "series.batch"),
-    Route("POST", "/{channelId}/events/{id}/series", "events.addSeriesPoints"),
+    Route(
+        "POST",
+        "/{channelId}/events/{id}/series",
+        "events.addSeriesPoints",
+        decode=series_json.loads,
+    ),
     Route("GET", "/{channelId}/events/{id}/series", "events.getSeries"),
     Route("PUT", "/{channelId}/events/{id}", "events.update"),
     Route("POST", "/{channelId}/events/{id}", "events.addAttachments", uploads=True),
@@ -234,7 +241,9 @@ JSON_TYPES = ("application/json", "text/json")
 LARGE_BODY = 1024 * 1024
 
 
-async def body_params(request: web.Request, within: float) -> Any:
+async def body_params(
+    request: web.Request, within: float, decode: Callable[[bytes], Any] = exact_json.loads
+) -> Any:
     """The JSON body (None when empty); it must arrive whole within ``within`` seconds."""
     if not request.body_exists:
         return None
@@ -261,8 +270,8 @@ async def body_params(request: web.Request, within: float) -> Any:
         return None
     try:
         if len(raw) > LARGE_BODY:
-            return await asyncio.to_thread(exact_json.loads, raw)
-        return exact_json.loads(raw)
+            return await asyncio.to_thread(decode, raw)
+        return decode(raw)
     except exact_json.NumberOutOfRange as exc:
         raise errors.InvalidRequestStructure(
             f"the body holds a number out of range: {exc}"
@@ -325,7 +334,7 @@ class HttpTransport:
                     "a multipart body needs one JSON part (the params) before the files"
                 )
         else:
-            body = await body_params(request, self.services.settings.body_timeout)
+            body = await body_params(request, self.services.settings.body_timeout, route.decode)
         if route.body_key is not None:
             if body is not None:
                 params[route.body_key] = body
