@@ -190,3 +190,18 @@ async def test_rows_of_the_wrong_length_answer_as_on_the_ordinary_path(api: Api)
 def test_a_python_client_s_default_json_takes_the_fast_path() -> None:
     raw = json.dumps({"fields": ["deltaTime", "value"], "points": [[0, 1.5], [1, 2]]}).encode()
     assert series_json.loads(raw)["points"].tolist() == [[0.0, 1.5], [1.0, 2.0]]
+
+
+@pytest.mark.parametrize("width", range(1, 9))
+def test_points_are_encoded_byte_for_byte_as_orjson_encodes_the_matrix(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(series_json, "ROWS_PER_SLICE", 7)  # pieces joined at every size
+    rng = np.random.default_rng(width)
+    for rows in (0, 1, 2, 6, 7, 8, 14, 15, 500):
+        points = rng.normal(size=(rows, width)) * 10.0 ** rng.integers(-300, 300, (rows, width))
+        if rows:
+            points[rng.random((rows, width)) < 0.2] = np.nan  # null
+            points[0, 0] = -0.0
+        expected = orjson.dumps(points, option=orjson.OPT_SERIALIZE_NUMPY)
+        assert series_json.dumps_rows(points) == expected

@@ -22,6 +22,7 @@ from pydantic import Field, WithJsonSchema
 from pryvrt import errors
 from pryvrt.auth import identity
 from pryvrt.auth.permissions import Level
+from pryvrt.methods import series_json
 from pryvrt.methods.context import CallContext
 from pryvrt.methods.locking import refuse_trashed_channel, trashed_folder
 from pryvrt.methods.params import ChannelParams, ItemRef, Params
@@ -214,9 +215,10 @@ async def get_series(ctx: CallContext, p: GetParams) -> orjson.Fragment:
 
 async def flat_json(fields: list[str], points: Points, **extra: Any) -> orjson.Fragment:
     """flatJSON, encoded here (numpy rows straight to JSON; NaN → null)."""
-    body = {"format": "flatJSON", "fields": fields, "points": points, **extra}
-    encoded = await cpu(len(points), orjson.dumps, body, None, orjson.OPT_SERIALIZE_NUMPY)
-    return orjson.Fragment(encoded)
+    rows = orjson.Fragment(await cpu(len(points), series_json.dumps_rows, points))
+    return orjson.Fragment(
+        orjson.dumps({"format": "flatJSON", "fields": fields, "points": rows, **extra})
+    )
 
 
 class BatchItem(Params):

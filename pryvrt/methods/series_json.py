@@ -1,4 +1,7 @@
-"""A large flatJSON body decoded with its points as a float64 matrix (events.addSeriesPoints).
+"""flatJSON points between JSON text and float64 matrices, fast (events.addSeriesPoints,
+events.getSeries).
+
+Decoding (``loads``): a large body with its points as a matrix.
 
 ``orjson.loads`` of 100 000 points builds 100 000 lists (each one tracked by the garbage
 collector, whose passes then walk them: most of the decoding time) and 200 000 floats,
@@ -21,13 +24,16 @@ import re
 from typing import Any
 
 import numpy as np
+import orjson
 
+from pryvrt.storage.series_codec import Points
 from pryvrt.transports import exact_json
 
 _KEY = b'"points"'
 _VALUE = re.compile(rb"\s*:\s*\[\[")
 _NUMBER_OR_SPACE = b"0123456789eE+-. \t\r\n"
 _BRACKETS_TO_SPACES = bytes.maketrans(b"[]", b"  ")
+_COMMA, _BAR = ord(","), ord("|")
 
 
 def loads(raw: bytes) -> Any:
@@ -71,3 +77,27 @@ def _with_matrix(raw: bytes) -> dict[str, Any] | None:
         return None
     rest["points"] = np.array(flat, np.float64).reshape(rows, width)
     return rest
+
+
+# Rows encoded per orjson call: a call holds the GIL (~20 ms for 100 000 points of two
+# fields on a slow core), so the event loop waits at most that long for its turn.
+ROWS_PER_SLICE = 65_536
+
+
+def dumps_rows(points: Points) -> bytes:
+    """``orjson.dumps(points, option=OPT_SERIALIZE_NUMPY)`` of a float64 matrix (NaN →
+    null), byte for byte, in about half the time: orjson encodes a flat array much faster
+    than a 2-D one (row by row), so the matrix is encoded flat and the row brackets put
+    back (every ``width``-th comma becomes ``],[``)."""
+    n, width = points.shape
+    if n == 0:
+        return b"[]"
+    pieces = []
+    for start in range(0, n, ROWS_PER_SLICE):
+        part = np.ascontiguousarray(points[start : start + ROWS_PER_SLICE]).ravel()
+        flat = bytearray(orjson.dumps(part, option=orjson.OPT_SERIALIZE_NUMPY))
+        if width > 1:  # "|" never occurs in orjson's numbers
+            text = np.frombuffer(flat, np.uint8)
+            text[np.flatnonzero(text == _COMMA)[width - 1 :: width]] = _BAR
+        pieces.append(flat[1:-1].replace(b"|" if width > 1 else b",", b"],["))
+    return b"[[" + b"],[".join(pieces) + b"]]"
