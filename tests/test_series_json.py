@@ -40,8 +40,12 @@ def random_number(rng: random.Random) -> str:
     return f"{rng.randint(0, 999)}E{rng.choice(['', '+', '-'])}{rng.randint(0, 300):03d}"
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_plain_rows_decode_to_the_same_floats_as_the_ordinary_decoder(seed: int) -> None:
+@pytest.mark.parametrize("slice_bytes", [8, 100, 128 * 1024])
+@pytest.mark.parametrize("seed", range(12))
+def test_plain_rows_decode_to_the_same_floats_as_the_ordinary_decoder(
+    seed: int, slice_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(series_json, "BYTES_PER_SLICE", slice_bytes)  # one slice, or many
     rng = random.Random(seed)
     width, rows = rng.randint(1, 5), rng.randint(1, 300)
     space = rng.choice(["", " ", "\n  "])
