@@ -130,8 +130,13 @@ def bucketize(blocks: Points, start: float, step: float, buckets: int) -> Points
 
 def sorted_unique(points: Points) -> Points:
     """Points sorted by deltaTime; of several with the same deltaTime, the last one given
-    wins (so a retried or corrected append replaces what it resends)."""
-    order = np.argsort(points[:, 0], kind="stable")
+    wins (so a retried or corrected append replaces what it resends). Points already in
+    strictly increasing order (the usual append, a merge after the stored ones) are
+    returned as they are."""
+    times = points[:, 0]
+    if len(times) < 2 or bool((times[1:] > times[:-1]).all()):
+        return points
+    order = np.argsort(times, kind="stable")
     ordered = points[order]
     times = ordered[:, 0]
     last = np.r_[times[1:] != times[:-1], True]
