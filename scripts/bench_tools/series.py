@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 import orjson
+import psutil
 
 from pryvrt.storage.series_codec import encode, split, summarize
 
@@ -39,7 +40,7 @@ async def get_latencies(c: Any, path: str, until: asyncio.Event | None, count: i
     return samples
 
 
-async def run(c: Any, other: Any, total: int, database_url: str) -> dict[str, Any]:
+async def run(c: Any, other: Any, total: int, database_url: str, pid: int) -> dict[str, Any]:
     await other.setup_user()
     diary = await other.channel("diary")
     await other.seed(diary, 1000, 1e9, 60.0)
@@ -59,8 +60,12 @@ async def run(c: Any, other: Any, total: int, database_url: str) -> dict[str, An
     ingesting = asyncio.Event()
     busy: asyncio.Task[list[float]] | None = None
     half = total // PER_REQUEST // 2 * PER_REQUEST
+    # The server's CPU time per request (alone): what the machine's load barely moves.
+    server = psutil.Process(pid)
+    cpu_start = sum(server.cpu_times()[:2])
     for start in range(0, total, PER_REQUEST):
         if start == half:
+            cpu_alone = sum(server.cpu_times()[:2]) - cpu_start
             busy = asyncio.create_task(get_latencies(other, probe, ingesting, 0))
         points = heart_rate(start, PER_REQUEST)
         body = orjson.dumps(
@@ -180,6 +185,7 @@ async def run(c: Any, other: Any, total: int, database_url: str) -> dict[str, An
     return {
         "ingest": statistics.median(rates),
         "ingest_busy": statistics.median(rates_busy),
+        "cpu_ms": cpu_alone * 1000 / (half // PER_REQUEST),
         "ingest_overall": total / elapsed_total,
         "copy": total / copy_seconds,
         "copy_encoded": total / (copy_seconds + encode_seconds),
@@ -206,7 +212,7 @@ def scenario_series(bench: Any, Row: Any, start_pryvrt: Any, with_client: Any, m
         async def both(c: Any) -> dict[str, Any]:
             other = type(c)(c.http, c.base)
             await asyncio.sleep(0.01)  # distinct usernames (they come from the clock)
-            return await run(c, other, total, bench.database_url)
+            return await run(c, other, total, bench.database_url, server.proc.pid)
 
         found = asyncio.run(with_client(server, both))
         rss = server.peak_rss / mib
@@ -218,7 +224,8 @@ def scenario_series(bench: Any, Row: Any, start_pryvrt: Any, with_client: Any, m
                 found["ingest"],
                 "points/s",
                 peak_rss_mib=rss,
-                note=f"alone; {found['ingest_busy']:,.0f}/s while events.get runs in a"
+                note=f"alone, server CPU {found['cpu_ms']:.0f} ms per request;"
+                f" {found['ingest_busy']:,.0f}/s while events.get runs in a"
                 f" closed loop on the same worker; overall {found['ingest_overall']:,.0f}/s;"
                 f" {ratio:.2f} x bare COPY of"
                 f" encoded rows, {ratio_encoded:.2f} x encode + COPY"
