@@ -23,7 +23,7 @@ from aiohttp import web
 
 from pryvrt import errors
 from pryvrt.transports.connections import ConnectionGuard
-from pryvrt.transports.http import error_response
+from pryvrt.transports.http import error_response, socket_io
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,14 @@ class InFlight:
         self._idle = asyncio.Event()  # used only while draining: nothing per request before
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/socket.io"):
-            return await handler(request)
+    def middleware(self, request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        """Not a coroutine: a Socket.IO request gets the inner handler's coroutine back,
+        with no frame of this middleware kept alive for a websocket's whole life."""
+        if socket_io(request):
+            return handler(request)
+        return self._counted(request, handler)
+
+    async def _counted(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.draining:
             response: web.StreamResponse = error_response(
                 errors.ServiceUnavailable("the server is shutting down; try again")

@@ -192,10 +192,23 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
-async def cookie_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Read the cookie for dashboard requests; re-issue it while in use; explain refusals."""
-    if COOKIE_NAME not in request.cookies or _explicit_credential(request):
-        return await handler(request)
+def cookie_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Read the cookie for dashboard requests; re-issue it while in use; explain refusals.
+
+    Not a coroutine: requests without the cookie, with their own credential, or for the
+    Socket.IO endpoint (whose handshake reads the cookie itself: ``socket_credential``) get
+    the inner handler's coroutine back, so no frame of this middleware stays alive for a
+    websocket's whole life."""
+    if (
+        COOKIE_NAME not in request.cookies
+        or _explicit_credential(request)
+        or request.path.startswith("/socket.io")
+    ):
+        return handler(request)
+    return _with_cookie(request, handler)
+
+
+async def _with_cookie(request: web.Request, handler: Handler) -> web.StreamResponse:
     storage = request.app[STORAGE_KEY]
     problem = dashboard_problem(request, storage.settings)
     if problem is None:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,7 +153,6 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
     _websocket: Any = None  # engine.io's aiohttp driver while the socket writes directly
     _transport: asyncio.Transport | None = None
     _writer: asyncio.Task[None] | None = None
-    _ping_timer: asyncio.TimerHandle | None = None
 
     @property
     def queue(self) -> asyncio.Queue[Any]:
@@ -213,20 +213,20 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
         # As engine.io: a new ping only once the previous one was answered.
         if self.last_ping:
             self.last_ping = None
-            loop = asyncio.get_running_loop()
-            self._ping_timer = loop.call_later(self.server.ping_interval, self._ping_due)
+            pings = getattr(self.server, "pings", None)
+            if pings is None:  # (not our EngineIoServer: a timer of its own)
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.server.ping_interval, self._ping_due)
+            else:
+                pings.add(self, self.server.ping_interval)
 
     def _ping_due(self) -> None:
-        self._ping_timer = None
         if not self.closing and not self.closed:
             self.last_ping = time.time()
             self._send_now(engineio.packet.Packet(engineio.packet.PING))
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         await super().close(wait=wait, abort=abort, reason=reason)
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
-            self._ping_timer = None
         websocket = self._websocket
         if websocket is None:
             return  # polling, or the read loop is ending (it closes the websocket)
@@ -241,26 +241,39 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
         self._websocket = self._transport = None
         _background(websocket.close())
 
+    def handle_get_request(self, environ: dict[str, Any]) -> Awaitable[Any]:
+        """engine.io's, but a websocket gets its handler's coroutine back, not awaited here:
+        no frame of this method (nor of ``_upgrade_websocket``) stays alive for the
+        socket's whole life (engine.io awaits what this returns)."""
+        connections = [s.strip() for s in environ.get("HTTP_CONNECTION", "").lower().split(",")]
+        upgrade = environ.get("HTTP_UPGRADE", "").lower()
+        if (
+            "upgrade" in connections
+            and upgrade == "websocket"
+            and "websocket" in self.upgrade_protocols
+        ):
+            if self.upgraded:
+                raise OSError("Socket has been upgraded already")
+            ws = self.server._async["websocket"](self._websocket_handler, self.server)
+            return ws(environ)
+        return super().handle_get_request(environ)
+
     async def _websocket_handler(self, ws: Any) -> None:
-        """Engine.IO over a websocket: the upgrade handshake, then a read loop."""
+        """Engine.IO over a websocket: the upgrade handshake, then a read loop.
+
+        The loop reads aiohttp's websocket itself (not through engine.io's ``wait`` nor a
+        nested helper): each coroutine awaiting here lives as long as the socket."""
         limit = self.server.max_http_buffer_size
-
-        async def receive() -> Any:
-            data = await ws.wait()
-            if data and len(data) > limit:
-                raise ValueError("packet is too large")
-            return data
-
         if self.connected:  # an upgrade from long-polling: probe, then UPGRADE
             self.upgrading = True  # packets queue meanwhile
             try:
-                probe = engineio.packet.Packet(encoded_packet=await receive())
+                probe = engineio.packet.Packet(encoded_packet=await _read(ws, limit))
                 if probe.packet_type != engineio.packet.PING or probe.data != "probe":
                     self.upgrading = False
                     return
                 await ws.send(engineio.packet.Packet(engineio.packet.PONG, data="probe").encode())
                 self.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))  # end poll
-                upgrade = engineio.packet.Packet(encoded_packet=await receive())
+                upgrade = engineio.packet.Packet(encoded_packet=await _read(ws, limit))
             except Exception:
                 self.upgrading = False
                 return
@@ -282,14 +295,18 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
         self._release_queue()
         self._websocket = ws
         self._transport = ws.environ["aiohttp.request"].transport
+        response: web.WebSocketResponse = ws._sock
         try:
             while True:
                 try:
-                    data = await receive()
+                    message = await response.receive()
                 except Exception:
                     break
-                if data is None:  # closed by the client
-                    break
+                data = message.data
+                if not isinstance(data, (str, bytes)):
+                    break  # closed by the client (or an error: engine.io's ``wait`` raised)
+                if len(data) > limit:
+                    break  # packet too large
                 try:
                     await self.receive(engineio.packet.Packet(encoded_packet=data))
                 except engineio.exceptions.UnknownPacketError:
@@ -305,6 +322,14 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
                 writer.cancel()
             await ws.close()
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+
+async def _read(ws: Any, limit: int) -> Any:
+    """One message of engine.io's websocket driver, refused when over ``limit``."""
+    data = await ws.wait()
+    if data and len(data) > limit:
+        raise ValueError("packet is too large")
+    return data
 
 
 _BACKGROUND: set[asyncio.Task[Any]] = set()
@@ -340,6 +365,56 @@ class EngineIoServer(engineio.AsyncServer):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.sockets = LeanSockets()
+        self.pings = PingWheel()
+
+
+# What is read from a websocket's WSGI-style environ once it is open: python-socketio hands
+# it to every namespace connect (pryvrt's reads the query's ``auth`` and the aiohttp request:
+# address, host, cookie), engine.io's websocket driver reads the request.
+KEPT_ENVIRON = ("REQUEST_METHOD", "QUERY_STRING", "PATH_INFO", "aiohttp.request")
+
+
+def trim_environ(environ: dict[str, Any]) -> None:
+    """Drop, in place, what nothing reads after the handshake: the request's headers copied
+    as ``HTTP_*`` keys and the WSGI constants (~1 KiB per socket, for its whole life; the
+    headers stay readable on ``environ["aiohttp.request"]``). In place: engine.io's and
+    python-socketio's frames and maps hold this very dict."""
+    kept = {key: environ[key] for key in KEPT_ENVIRON if key in environ}
+    environ.clear()  # (frees the table; deleting keys one by one would keep its size)
+    environ.update(kept)
+
+
+class PingWheel:
+    """The due pings of every socket of a server, one timer per tick rather than one per
+    socket (a timer handle, its callback and context: ~0.4 KiB per idle socket).
+
+    A socket is pinged at the first tick after its ping interval: up to ``TICK`` late,
+    well inside the ping timeout the client allows. A socket closed meanwhile is skipped
+    when its tick comes (and let go then)."""
+
+    TICK = 0.25
+
+    def __init__(self) -> None:
+        self._due: dict[int, list[LeanSocket]] = {}
+
+    def add(self, socket: LeanSocket, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + delay) / self.TICK)
+        bucket = self._due.get(tick)
+        if bucket is None:
+            bucket = self._due[tick] = []
+            loop.call_at(tick * self.TICK, self._fire, tick)
+        bucket.append(socket)
+
+    def _fire(self, tick: int) -> None:
+        for socket in self._due.pop(tick, ()):
+            try:
+                socket._ping_due()
+            except Exception:  # pragma: no cover - one socket must not stop the others
+                log.exception("engine.io ping failed")
+
+    def __len__(self) -> int:
+        return sum(len(bucket) for bucket in self._due.values())
 
 
 def install(sio: socketio.AsyncServer) -> dict[str, Websocket]:
@@ -353,6 +428,7 @@ def install(sio: socketio.AsyncServer) -> dict[str, Websocket]:
                 max_msg_size=self.server.max_http_buffer_size, compress=False
             )
             await self._sock.prepare(request)
+            trim_environ(environ)
             self.environ = environ
             eio_socket = getattr(self.handler, "__self__", None)
             eio_sid = getattr(eio_socket, "sid", None)
