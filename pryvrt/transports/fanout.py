@@ -513,23 +513,24 @@ class SocketServer(socketio.AsyncServer):
 
     def direct(self, eio_sid: str) -> asyncio.Transport | None:
         """The transport to write a whole frame to now, if nothing engine.io or aiohttp
-        holds could be overtaken and the reader keeps up."""
-        ws = self.websockets.get(eio_sid)
+        holds could be overtaken and the reader keeps up.
+
+        Per socket of a fan-out: a LeanSocket's ``_transport`` is set only while it reads
+        its websocket (upgraded, not upgrading, its read loop running), so the checks left
+        are the closes under way and the backlogs."""
         socket = self.eio.sockets.get(eio_sid)
+        transport = getattr(socket, "_transport", None)
         if (
-            ws is None
-            or ws.response.closed
-            or ws.transport.is_closing()
-            or ws.transport.get_write_buffer_size() > MAX_BUFFERED
-            or socket is None
-            or not socket.upgraded
-            or socket.upgrading
-            or socket.closed
+            transport is None
             or socket.closing
+            or socket.closed
             or socket.backlogged()
+            or socket._websocket._sock.closed
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > MAX_BUFFERED
         ):
             return None
-        return ws.transport
+        return transport
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         transport = self.direct(eio_sid)
@@ -540,17 +541,25 @@ class SocketServer(socketio.AsyncServer):
                 return
         await super()._send_packet(eio_sid, pkt)
 
-    async def emit_once(self, event: str, data: Any, sids: Iterable[str], namespace: str) -> None:
-        """Like ``emit(event, data, to=sids, namespace=namespace)``, the frame built once."""
+    def eio_sid(self, sid: str, namespace: str) -> str | None:
+        """The engine.io session of a connected Socket.IO socket (fixed for its life)."""
+        eio_sid: str | None = self.manager.eio_sid_from_sid(sid, namespace)
+        return eio_sid
+
+    async def emit_once(
+        self, event: str, data: Any, to: Iterable[tuple[str, str | None]], namespace: str
+    ) -> None:
+        """Like ``emit(event, data, to=sids, namespace=namespace)``, the frame built once;
+        ``to`` holds (Socket.IO sid, engine.io sid) pairs (see ``eio_sid``)."""
         # Engine.IO MESSAGE (4) + Socket.IO EVENT (2) + namespace + the [event, data] array,
         # as python-socketio writes it (no data: a one-element array).
         args = [event] if data is None else [event, data]
         ns = "" if namespace == "/" else namespace + ","
         frame = text_frame("42" + ns + orjson.dumps(args).decode())
         queued = []
-        for sid in sids:
-            eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
-            transport = None if eio_sid is None else self.direct(eio_sid)
+        direct = self.direct
+        for sid, eio_sid in to:
+            transport = None if eio_sid is None else direct(eio_sid)
             if transport is None:
                 queued.append(sid)
             else:

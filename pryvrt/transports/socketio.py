@@ -53,6 +53,7 @@ class Peer:
     access: Access
     client_ip: str | None
     base_url: str
+    eio_sid: str | None = None  # its engine.io session (fan-outs write to it directly)
     # Its credential was revoked: the disconnect is on its way; calls meanwhile are refused.
     revoked: bool = False
 
@@ -219,6 +220,7 @@ class SocketTransport:
             access,
             ctx.client_ip,
             ctx.base_url,
+            self.sio.eio_sid(sid, namespace),
         )
         self.peers[sid] = peer
         self.by_user.setdefault(peer.user.id, {})[sid] = peer
@@ -340,11 +342,11 @@ class SocketTransport:
     async def _send(self, sends: Sequence[routing.Send[Peer]]) -> None:
         """One frame per message and namespace, written to every socket (see ``fanout``)."""
         for send in sends:
-            by_namespace: dict[str, list[str]] = {}
+            by_namespace: dict[str, list[tuple[str, str | None]]] = {}
             for peer in send.to:
-                by_namespace.setdefault(peer.namespace, []).append(peer.sid)
-            for namespace, sids in by_namespace.items():
-                await self.sio.emit_once(send.event, send.data, sids, namespace)
+                by_namespace.setdefault(peer.namespace, []).append((peer.sid, peer.eio_sid))
+            for namespace, to in by_namespace.items():
+                await self.sio.emit_once(send.event, send.data, to, namespace)
 
     async def _disconnect(self, sid: str) -> None:
         peer = self.peers.get(sid)
