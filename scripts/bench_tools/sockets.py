@@ -9,8 +9,10 @@ send calls at wrk's pace, so the client side does not hide the server's cost.
     python sockets.py calls  URL NAMESPACE TOKEN COUNT SECONDS PARAMS_JSON
 
 Each prints JSON lines on stdout: {"ready": n} once connected, then its results when stdin
-closes (idle/listen) or when the time is up (calls). Times are time.monotonic() (one clock
-for every process of the machine).
+closes (idle/listen) or when the time is up (calls). Call latencies are time.monotonic();
+a listener's arrival times are time.time() as the kernel stamped each frame's packet when it
+reached the socket (SO_TIMESTAMPNS), so the client's own delay in reading (hundreds of
+sockets woken at once, on a machine whose cores the server shares) is not counted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
+import struct
 import sys
 import time
 from typing import Any
@@ -40,11 +44,10 @@ class RawListener(asyncio.Protocol):
         self.upgraded = False
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.received: list[float] = []
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # asyncio's, or a StampedTransport
         self.prefix = f'42{namespace},["eventsChanged"'.encode()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write(
@@ -69,8 +72,9 @@ class RawListener(asyncio.Protocol):
         masked = (int.from_bytes(payload, "big") ^ key).to_bytes(size, "big")
         self.transport.write(header + mask + masked)
 
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
+    def data_received(self, data: bytes, now: float | None = None) -> None:
+        if now is None:
+            now = time.monotonic()
         self.buffer += data
         if not self.upgraded:
             head, sep, rest = self.buffer.partition(b"\r\n\r\n")
@@ -165,9 +169,65 @@ class RawCaller(RawListener):
             self.done.set_result(None)
 
 
+# Linux's SO_TIMESTAMPNS (also the control message's type); Python names it on no platform.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+class StampedTransport:
+    """The part of an asyncio transport RawListener uses, over a non-blocking socket read
+    with ``recvmsg``: each chunk comes with the kernel's receive time (SO_TIMESTAMPNS,
+    wall clock), handed to ``data_received`` as the frames' arrival time."""
+
+    CMSG_SPACE = socket.CMSG_SPACE(16)
+
+    def __init__(self, sock: socket.socket, protocol: RawListener) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        self.closed = False
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self.readable)
+
+    def readable(self) -> None:
+        while not self.closed:
+            try:
+                data, ancdata, _, _ = self.sock.recvmsg(65536, self.CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.close()
+                self.protocol.connection_lost(exc)
+                return
+            if not data:
+                self.close()
+                self.protocol.connection_lost(None)
+                return
+            stamp = time.time()
+            for level, kind, raw in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = struct.unpack("qq", raw[:16])
+                    stamp = seconds + nanoseconds / 1e9
+            self.protocol.data_received(data, stamp)
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.sock.sendall(data)  # (small frames: a pong, the namespace connect)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
 async def open_raw_listeners(
-    url: str, ns: str, token: str, count: int, kind: type[RawListener] = RawListener
+    url: str,
+    ns: str,
+    token: str,
+    count: int,
+    kind: type[RawListener] = RawListener,
+    stamped: bool = False,
 ) -> list[Any]:
+    """``count`` connected sockets; ``stamped``: read through StampedTransport."""
     parsed = urlsplit(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     path = "/socket.io/?EIO=4&transport=websocket"
@@ -175,9 +235,16 @@ async def open_raw_listeners(
     listeners: list[RawListener] = []
 
     async def one() -> RawListener:
-        _, protocol = await loop.create_connection(
-            lambda: kind(ns, token, f"{host}:{port}", path), host, port
-        )
+        if stamped:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (host, port))
+            protocol = kind(ns, token, f"{host}:{port}", path)
+            protocol.connection_made(StampedTransport(sock, protocol))  # type: ignore[arg-type]
+        else:
+            _, protocol = await loop.create_connection(
+                lambda: kind(ns, token, f"{host}:{port}", path), host, port
+            )
         await asyncio.wait_for(protocol.connected, 30)
         return protocol
 
@@ -218,10 +285,18 @@ async def main(argv: list[str]) -> None:
                 caller.transport.close()
         return
     # idle or listen: hold the sockets (answering pings) until stdin closes
-    listeners = await open_raw_listeners(url, ns, token, count)
+    listening = mode == "listen"
+    listeners = await open_raw_listeners(url, ns, token, count, stamped=listening)
+    if listening:
+        # Lowest priority: the frames' times are the kernel's, so reading late costs the
+        # figure nothing, while reading early would take the cores from the server.
+        os.nice(19)
     emit({"ready": len(listeners)})
     await wait_stdin_closed()
-    if mode == "listen":
+    if listening:
+        for listener in listeners:  # what arrived while the loop had not yet read it
+            if isinstance(listener.transport, StampedTransport):
+                listener.transport.readable()
         emit({"received": [listener.received for listener in listeners]})
     else:
         emit({"idle": len(listeners)})
