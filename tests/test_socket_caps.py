@@ -99,3 +99,25 @@ async def refusal_or_none(api: Api, username: str, credential: str) -> Any:
         return await refusal(url(api), username, credential)
     except AssertionError:  # accepted (and closed again)
         return None
+
+
+async def test_the_sockets_of_a_deleted_token_free_their_places_once(
+    make_api: AppFactory, stack: AsyncExitStack
+) -> None:
+    """The caps are counted as sockets come and go (not recounted at each connect): a
+    revoked token's sockets leave the counts once, when revoked and not again when their
+    disconnection comes, so the caps still hold afterwards."""
+    api = await make_api(max_sockets_per_credential=2, max_sockets_per_user=2)
+    username, session = await api.user()
+    first = await api.personal_token(username, session, "first")
+    await hold(stack, api, username, first, 2)
+    assert (await refusal(url(api), username, session))["data"]["id"] == "TOO_MANY_SOCKETS"
+    deleted = await api.delete(f"/{username}/tokens/{first}", auth=session)
+    assert deleted.status == 200, deleted
+    async with asyncio.timeout(3):
+        while (await refusal_or_none(api, username, session)) is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    second = await api.personal_token(username, session, "second")
+    await hold(stack, api, username, second, 2)
+    assert (await refusal(url(api), username, second))["data"]["id"] == "TOO_MANY_SOCKETS"
+    assert (await refusal(url(api), username, session))["data"]["id"] == "TOO_MANY_SOCKETS"

@@ -180,8 +180,9 @@ class LeanSocket(engineio.async_socket.AsyncSocket):
 
     def _send_now(self, pkt: engineio.packet.Packet) -> None:
         transport = self._transport
-        if transport is None:
-            self.queue.put_nowait(pkt)  # polling or upgrading: engine.io's way
+        if transport is None or transport.is_closing():
+            # polling or upgrading: engine.io's way (closing: the read loop ends it soon)
+            self.queue.put_nowait(pkt)
         elif self.backlogged() or transport.get_write_buffer_size() > MAX_BUFFERED:
             self.queue.put_nowait(pkt)  # after what waits, in order
             if self._writer is None:

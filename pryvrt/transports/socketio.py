@@ -54,6 +54,10 @@ class Peer:
     client_ip: str | None
     base_url: str
     eio_sid: str | None = None  # its engine.io session (fan-outs write to it directly)
+    # Its credential's key in the cap counters (a keyed digest, never the credential).
+    credential_key: bytes = b""
+    counted: bool = False  # counted in the caps (until it leaves its user's group)
+    shared: bool = False  # counted as a shared or app token's
     # Its credential was revoked: the disconnect is on its way; calls meanwhile are refused.
     revoked: bool = False
 
@@ -145,6 +149,11 @@ class SocketTransport:
         self.sio.on("*", self.on_call, namespace="*")
         self.peers: dict[str, Peer] = {}
         self.by_user: dict[str, dict[str, Peer]] = {}
+        # The caps' counts, kept as sockets come and go (counting them at each connect cost
+        # O(sockets of the user): 10,000 sockets of one user took ~25 s of CPU to connect).
+        self._per_credential: dict[bytes, int] = {}
+        self._shared_per_user: dict[str, int] = {}
+        self._key = secrets.token_bytes(32)
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         services.bus.set_listener(self.deliver)
@@ -205,7 +214,8 @@ class SocketTransport:
             return False  # the client left while we checked its credential
         assert ctx.user is not None and ctx.credential is not None
         # Checked after the last await, so concurrent connects cannot all slip under the cap.
-        refused = self._over_cap(ctx.user.id, ctx.credential, access)
+        credential_key = self._credential_key(ctx.user.id, ctx.credential)
+        refused = self._over_cap(ctx.user.id, credential_key, access)
         if refused is not None:
             log.warning(
                 "socket refused: too many sockets",
@@ -221,9 +231,11 @@ class SocketTransport:
             ctx.client_ip,
             ctx.base_url,
             self.sio.eio_sid(sid, namespace),
+            credential_key,
         )
         self.peers[sid] = peer
         self.by_user.setdefault(peer.user.id, {})[sid] = peer
+        self._count(peer, 1)
         log.info(
             "socket connected",
             extra={"request_id": ctx.request_id, "username": peer.user.username, "sid": sid},
@@ -231,18 +243,39 @@ class SocketTransport:
         await self.services.bus.subscribe(peer.user.id)
         return True
 
-    def _over_cap(self, user_id: str, credential: str, access: Access) -> errors.ApiError | None:
+    def _credential_key(self, user_id: str, credential: str) -> bytes:
+        """A keyed digest of (user, credential): the cap counters' key. Looking it up in a
+        dict tells nothing about the credential (the key is this process's secret)."""
+        message = f"{user_id}\x00{credential}".encode()
+        return hmac.digest(self._key, message, "sha256")
+
+    def _count(self, peer: Peer, step: int) -> None:
+        """Count a peer in (1) or out (-1) of the caps, once each way."""
+        if peer.counted == (step > 0):
+            return
+        peer.counted = step > 0
+        if step > 0:
+            peer.shared = not peer.access.is_full
+        key, user_id = peer.credential_key, peer.user.id
+        self._per_credential[key] = self._per_credential.get(key, 0) + step
+        if not self._per_credential[key]:
+            del self._per_credential[key]
+        if peer.shared:
+            self._shared_per_user[user_id] = self._shared_per_user.get(user_id, 0) + step
+            if not self._shared_per_user[user_id]:
+                del self._shared_per_user[user_id]
+
+    def _over_cap(
+        self, user_id: str, credential_key: bytes, access: Access
+    ) -> errors.ApiError | None:
         """TOO_MANY_SOCKETS when one more socket would pass a cap on this worker: per
         credential, per user, or, for shared and app tokens, the user's cap less the
         headroom kept for the owner's sessions and personal tokens (one credential's worth):
         however many sockets a shared token opens, the owner can still connect."""
         settings = self.services.settings
         group = self.by_user.get(user_id, {})
-        same = shared = 0
-        for peer in group.values():
-            # Constant time, like every comparison of a credential.
-            same += hmac.compare_digest(peer.credential.encode(), credential.encode())
-            shared += not peer.access.is_full
+        same = self._per_credential.get(credential_key, 0)
+        shared = self._shared_per_user.get(user_id, 0)
         per_credential = settings.max_sockets_per_credential
         per_user = settings.max_sockets_per_user
         if same >= per_credential:
@@ -274,6 +307,7 @@ class SocketTransport:
             group.pop(sid, None)
             if not group:
                 del self.by_user[peer.user.id]
+        self._count(peer, -1)
         log.info("socket disconnected", extra={"username": peer.user.username, "sid": sid})
         if not self.closing:
             await self.services.bus.unsubscribe(peer.user.id)
@@ -330,6 +364,7 @@ class SocketTransport:
             # socket revoked its own credential (admin.logout over Socket.IO), the task runs
             # once this call's ack is queued, so the client still gets its answer.
             group.pop(peer.sid, None)
+            self._count(peer, -1)
             peer.revoked = True
             self._spawn(self._disconnect(peer.sid))
         await self._send(plan.sends)

@@ -175,6 +175,9 @@ def start_pryvrt(
         # One bench user holds up to 10 000 sockets (fan-out, idle scenarios).
         "PRYVRT_MAX_SOCKETS_PER_USER": "20000",
         "PRYVRT_MAX_SOCKETS_PER_CREDENTIAL": "20000",
+        # Every bench client comes from 127.0.0.1: no per-address cap (its default, a
+        # quarter of the descriptor limit, refused the 10 000 sockets of one worker).
+        "PRYVRT_MAX_CONNECTIONS_PER_IP": "0",
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
