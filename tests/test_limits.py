@@ -88,10 +88,9 @@ async def test_a_stalled_json_body_is_cut_off_with_408_and_the_connection_closed
     await still_serving(api, username, session)
 
 
-async def test_a_trickled_json_body_is_cut_off_even_though_bytes_keep_coming(
-    make_api: AppFactory,
-) -> None:
-    api = await make_api(body_timeout=0.6)
+async def channel_post_head(api: Any) -> tuple[str, str, RawClient, bytes]:
+    """A new user, and a raw connection that has sent the head of a channels.create whose
+    200-byte JSON body is still to come."""
     username, session = await api.user()
     client = RawClient(api)
     body = b'{"name": "' + b"t" * 200 + b'"}'
@@ -103,6 +102,14 @@ async def test_a_trickled_json_body_is_cut_off_even_though_bytes_keep_coming(
             "Content-Length": str(len(body)),
         },
     )
+    return username, session, client, body
+
+
+async def test_a_trickled_json_body_is_cut_off_even_though_bytes_keep_coming(
+    make_api: AppFactory,
+) -> None:
+    api = await make_api(body_timeout=0.6)
+    username, session, client, body = await channel_post_head(api)
 
     async def trickle() -> None:
         for byte in body:
@@ -128,17 +135,7 @@ async def test_a_client_still_sending_after_the_408_reads_it_late_without_a_rese
     then the end of the stream. (Closed at once, the client's next bytes met a reset, and
     its reads failed with ConnectionResetError.)"""
     api = await make_api(body_timeout=0.3)
-    username, session = await api.user()
-    client = RawClient(api)
-    body = b'{"name": "' + b"t" * 200 + b'"}'
-    await client.open(
-        f"/{username}/channels",
-        {
-            "Authorization": session,
-            "Content-Type": "application/json",
-            "Content-Length": str(len(body)),
-        },
-    )
+    username, session, client, body = await channel_post_head(api)
     try:
         await client.send(body[:5])
         await asyncio.sleep(0.6)  # past the body timeout: the 408 is sent meanwhile

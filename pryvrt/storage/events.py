@@ -388,25 +388,7 @@ LIVE_INSERT_MANY = (
 
 # The columns events.batch writes (the others keep their defaults: no attachments, not
 # trashed).
-BULK_COLUMNS = (
-    "user_id",
-    "channel_id",
-    "id",
-    "time",
-    "is_period",
-    "duration",
-    "folder_id",
-    "type",
-    "value",
-    "tags",
-    "description",
-    "client_data",
-    "modified",
-    "created",
-    "created_by",
-    "modified_by",
-    "json",
-)
+BULK_COLUMNS = tuple(c for c in COLUMNS if c not in ("attachments", "trashed"))
 
 
 class EventsStore(Store):
