@@ -247,7 +247,8 @@ COLUMNS = (
 )
 
 
-def _record(user_id: str, e: Event) -> tuple[Any, ...]:
+def _record(user_id: str, e: Event, json: str | None = None) -> tuple[Any, ...]:
+    """The row of ``COLUMNS`` for ``e``; ``json``: its API JSON when already rendered."""
     return (
         user_id,
         e.channel_id,
@@ -267,7 +268,7 @@ def _record(user_id: str, e: Event) -> tuple[Any, ...]:
         e.created,
         e.created_by,
         e.modified_by,
-        orjson.dumps(e.to_api()).decode(),
+        orjson.dumps(e.to_api()).decode() if json is None else json,
     )
 
 
@@ -386,11 +387,6 @@ LIVE_INSERT_MANY = (
 )
 
 
-# The columns events.batch writes (the others keep their defaults: no attachments, not
-# trashed).
-BULK_COLUMNS = tuple(c for c in COLUMNS if c not in ("attachments", "trashed"))
-
-
 class EventsStore(Store):
     def __init__(self, pool: Pool) -> None:
         super().__init__(pool)
@@ -492,27 +488,9 @@ class EventsStore(Store):
         try:
             await conn.copy_records_to_table(
                 "events",
-                columns=BULK_COLUMNS,
+                columns=COLUMNS,
                 records=[
-                    (
-                        user_id,
-                        channel_id,
-                        e.id,
-                        e.time,
-                        e.is_period,
-                        e.duration,
-                        e.folder_id,
-                        e.type,
-                        e.content,
-                        e.tags,
-                        e.description,
-                        e.client_data,
-                        e.modified,
-                        e.created,
-                        e.created_by,
-                        e.modified_by,
-                        json.decode(),
-                    )
+                    _record(user_id, e, json.decode())
                     for e, json in zip(events, rendered, strict=True)
                 ],
             )

@@ -34,6 +34,8 @@ from pryvrt.storage.series_codec import (
 )
 
 KEY = "user_id = $1 AND channel_id = $2 AND event_id = $3"
+# The chunks of one series overlapping [$4, $5], in order.
+IN_RANGE = f"WHERE {KEY} AND t_min <= $5 AND t_max >= $4 ORDER BY t_min"
 COLUMNS = ("user_id", "channel_id", "event_id", "t_min", "t_max", "n", "data", "blocks")
 
 
@@ -93,8 +95,7 @@ class SeriesStore(Store):
     ) -> list[Chunk]:
         """The chunks overlapping ``[lo, hi]``, in order (no points read)."""
         rows = await self.pool.fetch(
-            f"SELECT t_min, t_max, n FROM series_chunks WHERE {KEY}"
-            " AND t_min <= $5 AND t_max >= $4 ORDER BY t_min",
+            "SELECT t_min, t_max, n FROM series_chunks " + IN_RANGE,
             user_id,
             channel_id,
             event_id,
@@ -108,8 +109,7 @@ class SeriesStore(Store):
     ) -> Points:
         """The points with ``lo <= deltaTime <= hi``, sorted."""
         rows = await self.pool.fetch(
-            f"SELECT n, data FROM series_chunks WHERE {KEY}"
-            " AND t_min <= $5 AND t_max >= $4 ORDER BY t_min",
+            "SELECT n, data FROM series_chunks " + IN_RANGE,
             user_id,
             channel_id,
             event_id,
