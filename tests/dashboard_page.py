@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -21,6 +23,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# The mark of every test module that drives Chromium.
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium here: apt-get install -y chromium (.ci/run does it)"
+)
 ROOT = Path(__file__).resolve().parent.parent
 # Screenshots of the main states, written by the tests for review (README shows two of them,
 # copied to docs/screenshots/). PRYVRT_SCREENSHOTS moves the folder.

@@ -23,6 +23,7 @@ import orjson
 import socketio
 
 from pryvrt.web import STATIC_DIR
+from tests.dashboard_page import CHROMIUM, CHROMIUM_ARGS
 
 JS_DIR = Path(__file__).parent / "js"
 Out = Callable[[dict[str, Any]], None]
@@ -279,7 +280,6 @@ async def run_node(
 # -- the dashboard's vendored bundle in Chromium --------------------------------------------
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_SCENARIO = """async ({ bundle, source, args }) => {
     const { io } = await import(bundle);
     const blob = new Blob([source], { type: "text/javascript" });
@@ -297,8 +297,6 @@ async def run_browser(
 ) -> None:
     """scenario.mjs in a page of the server (same origin), with the page's own bundle."""
     from playwright.async_api import async_playwright
-
-    from tests.test_dashboard import CHROMIUM_ARGS
 
     [bundle] = sorted((STATIC_DIR / "vendor").glob("socket.io-*.esm.min.js"))
     args: dict[str, Any] = {

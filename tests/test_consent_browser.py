@@ -19,13 +19,12 @@ from aiohttp.test_utils import TestServer
 from pryvrt.app import SERVICES_KEY
 from tests import test_dashboard
 from tests.conftest import Api
-from tests.test_dashboard import CHROMIUM, open_page, origin
+from tests.dashboard_page import needs_chromium
+from tests.test_dashboard import open_page, origin
 
 browser = test_dashboard.browser  # the same Chromium fixture
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium here: apt-get install -y chromium (.ci/run does it)"
-)
+pytestmark = needs_chromium
 
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "access-app"
 EVIL_FORM = """<!doctype html><html><body>

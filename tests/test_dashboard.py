@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import logging
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,20 +15,10 @@ import pytest
 
 from pryvrt.auth.browser_session import COOKIE_NAME, CSRF_HEADER
 from tests.conftest import Api
+from tests.dashboard_page import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
 PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium here: apt-get install -y chromium (.ci/run does it)"
-)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+pytestmark = needs_chromium
 
 
 @pytest.fixture

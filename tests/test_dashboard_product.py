@@ -18,13 +18,13 @@ import pytest
 
 from tests.conftest import Api, free_port
 from tests.dashboard_page import (
-    CHROMIUM,
     NOTE,
     SHOTS,
     axe_violations,
     describe_violations,
     launched,
     login,
+    needs_chromium,
     no_horizontal_scroll,
     note,
     open_page,
@@ -33,9 +33,7 @@ from tests.dashboard_page import (
 )
 from tests.processes import Http, Worker, worker_env
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium here: apt-get install -y chromium (.ci/run does it)"
-)
+pytestmark = needs_chromium
 SIZES = ["desktop", "phone"]
 
 

@@ -14,11 +14,11 @@ import pytest
 
 from tests.conftest import Api
 from tests.dashboard_page import (
-    CHROMIUM,
     axe_violations,
     describe_violations,
     launched,
     login,
+    needs_chromium,
     no_horizontal_scroll,
     note,
     open_page,
@@ -26,9 +26,7 @@ from tests.dashboard_page import (
     url,
 )
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium here: apt-get install -y chromium (.ci/run does it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
