@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from pryvrt import errors
-from pryvrt.transports.connections import ConnectionGuard
+from pryvrt.transports.connections import ConnectionGuard, json_protocol_errors
 from pryvrt.transports.http import error_response, socket_io
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,10 @@ async def serve(
         **(guard.runner_args() if guard is not None else {}),
     )
     await runner.setup()
-    if guard is not None and runner.server is not None:
-        guard.install(runner.server)
+    if runner.server is not None:
+        json_protocol_errors(runner.server)
+        if guard is not None:
+            guard.install(runner.server)
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
         await site.start()

@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 
 from pryvrt.app import create_app
 from pryvrt.config import Settings
+from pryvrt.transports.connections import json_protocol_errors
 
 
 @pytest.fixture(scope="session")
@@ -176,7 +177,10 @@ async def make_api(
         from dataclasses import replace
 
         app = create_app(replace(settings, **overrides) if overrides else settings)
-        return Api(await aiohttp_client(app))
+        client = await aiohttp_client(app)
+        # As `pryvrt serve` does (pryvrt.shutdown.serve): aiohttp's own errors in JSON.
+        json_protocol_errors(client.server.runner.server)
+        return Api(client)
 
     yield factory
 

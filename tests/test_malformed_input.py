@@ -12,6 +12,7 @@ import zlib
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from tests.conftest import Api
@@ -329,8 +330,8 @@ PROTOCOL_GARBAGE = {
 async def test_a_malformed_http_message_is_refused_and_the_server_keeps_serving(
     api: Api, tail: bytes
 ) -> None:
-    """Refused by aiohttp's parser before the application runs: 400 and the connection
-    closed (the body is aiohttp's text, not an API error: no route was reached)."""
+    """Refused by aiohttp's parser before the application runs: 400 with an API error
+    (JSON, INVALID_REQUEST_STRUCTURE) and the connection closed."""
     username, session = await owner(api)
     reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
     try:
@@ -343,6 +344,9 @@ async def test_a_malformed_http_message_is_refused_and_the_server_keeps_serving(
     finally:
         writer.close()
     assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 ")), answer[:100]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head, head
+    assert orjson.loads(body)["id"] == "INVALID_REQUEST_STRUCTURE", body
     assert b"Traceback" not in answer
     channels = await api.get(f"/{username}/channels", auth=session)
     assert channels.body == []

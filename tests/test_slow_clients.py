@@ -5,6 +5,7 @@ slow but steady client is served. Real ``pryvrt serve`` processes and raw socket
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 import time
 import urllib.request
@@ -140,6 +141,35 @@ async def test_a_slow_but_steady_client_is_served_and_may_keep_its_connection(
         assert head.startswith(b"HTTP/1.1 200")
     finally:
         writer.close()
+
+
+BROKEN_REQUESTS = {
+    "not a request line": b"HELLO\r\n\r\n",
+    "a bad method": b"G(T / HTTP/1.1\r\nHost: test\r\n\r\n",
+    "a header over 8 KB": b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n",
+    "a bad content length": b"POST /users HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", BROKEN_REQUESTS.values(), ids=list(BROKEN_REQUESTS))
+async def test_a_request_http_cannot_parse_gets_an_api_error_in_json(
+    worker: Worker, request_bytes: bytes
+) -> None:
+    """aiohttp refuses these before the application runs; `pryvrt serve` still answers them
+    as API errors (before: aiohttp's text/plain 400, no error id) and closes the connection."""
+    reader, writer = await open_from(worker.port, "127.0.0.6")
+    try:
+        writer.write(request_bytes)
+        answer = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 ")), head  # 1.0: no version read
+    assert b"Content-Type: application/json" in head, head
+    error = json.loads(body)
+    assert error["id"] == "INVALID_REQUEST_STRUCTURE", error
+    assert error["message"] and "Traceback" not in error["message"]
+    assert await asyncio.to_thread(health, worker.url) == 200
 
 
 async def test_connections_beyond_the_per_address_cap_are_refused_and_others_served(

@@ -24,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+from http import HTTPStatus
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
+from pryvrt import errors
 from pryvrt.auth.throttle import address_key, is_trusted
 from pryvrt.config import Settings
 
@@ -59,6 +62,55 @@ def default_cap() -> int:
     if soft == resource.RLIM_INFINITY:
         return 0
     return max(64, soft // 4)
+
+
+PROTOCOL_ERROR_IDS = {
+    500: errors.UnexpectedError.id,
+    503: errors.ServiceUnavailable.id,
+    504: errors.ServiceUnavailable.id,
+}
+
+
+class JsonErrorsRequestHandler(RequestHandler):
+    """aiohttp's request handler, answering the errors it writes itself as API errors."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if answer started
+        if status >= 500:  # no detail of a failure inside the server leaves it
+            message = "the server could not answer this request"
+        body = {
+            "id": PROTOCOL_ERROR_IDS.get(status, errors.InvalidRequestStructure.id),
+            "message": message or HTTPStatus(status).phrase,
+        }
+        answer = web.Response(
+            status=status, body=orjson.dumps(body), content_type="application/json"
+        )
+        answer.force_close()
+        return answer
+
+
+def json_protocol_errors(server: web.Server) -> None:
+    """Answer the errors aiohttp writes itself as API errors (``{id, message}``, JSON).
+
+    A broken request line, a header over 8 KB or a bad chunk never reach the application:
+    aiohttp's ``RequestHandler.handle_error`` answers them in text/plain, and aiohttp has no
+    setting for the handler's class. Each new connection's handler becomes a
+    ``JsonErrorsRequestHandler`` (same slots, only ``handle_error`` differs)."""
+    made = server.connection_made
+
+    def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+        handler.__class__ = JsonErrorsRequestHandler
+        made(handler, transport)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
 
 
 class ConnectionGuard:
