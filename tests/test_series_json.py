@@ -111,6 +111,42 @@ def test_bodies_that_are_not_plain_rows_of_numbers_decode_the_ordinary_way(raw: 
     assert not any(isinstance(v, np.ndarray) for v in (got if isinstance(got, list) else [got]))
 
 
+BIG = [
+    # (a number among plain rows, taken by the fast path): integers at the edges of 64 bits
+    # and large floats read the same as on the ordinary path; beyond 64 bits, the same error.
+    ("9223372036854775807", True),
+    ("-9223372036854775808", True),
+    ("18446744073709551615", False),
+    ("-9223372036854775809", False),
+    ("123456789012345678901234567890", False),
+    ("1.7976931348623157e308", True),
+    ("9223372036854775808.0", True),
+    ("92233720368547758080e-1", True),
+]
+
+
+@pytest.mark.parametrize("slice_bytes", [8, 16 * 1024])
+@pytest.mark.parametrize(("number", "plain"), BIG)
+def test_numbers_of_2_63_and_more_among_many_rows_read_as_on_the_ordinary_path(
+    number: str, plain: bool, slice_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(series_json, "BYTES_PER_SLICE", slice_bytes)
+    rows = [f"[{i}, {i % 7}.5]" for i in range(3000)]
+    rows[1234] = f"[1234, {number}]"
+    raw = ('{"fields": ["deltaTime", "value"], "points": [' + ", ".join(rows) + "]}").encode()
+    if not plain:
+        with pytest.raises(exact_json.NumberOutOfRange) as refused:
+            ordinary(raw)
+        with pytest.raises(exact_json.NumberOutOfRange) as caught:
+            series_json.loads(raw)
+        assert str(caught.value) == str(refused.value)
+        return
+    got = series_json.loads(raw)["points"]
+    assert isinstance(got, np.ndarray)
+    expected = np.array(ordinary(raw)["points"], np.float64)
+    assert got.tobytes() == expected.tobytes()
+
+
 def body(points: Any) -> bytes:
     return orjson.dumps({"format": "flatJSON", "fields": ["deltaTime", "value"], "points": points})
 

@@ -41,11 +41,16 @@ def _checked_int(literal: str) -> int:
     return value
 
 
+def may_hold_long_integers(raw: bytes) -> bool:
+    """Whether ``raw`` holds a run of 19 digits (else every integer in it fits in 64 bits)."""
+    return _LONG_RUN in raw.translate(_DIGITS_ONLY)
+
+
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """``orjson.loads``, raising ``NumberOutOfRange`` for an integer beyond 64 bits."""
     value = orjson.loads(data)
     raw = data.encode() if isinstance(data, str) else bytes(data)
-    if _LONG_RUN in raw.translate(_DIGITS_ONLY):
+    if may_hold_long_integers(raw):
         try:
             json.loads(raw, parse_int=_checked_int)
         except ValueError as exc:
