@@ -7,13 +7,15 @@ billion rows. A chunk row carries a few thousand points, compressed column by co
 deltaTime range (``t_min``, ``t_max``) in the key, so a range read fetches only the chunks
 that overlap it, and with per-block summaries that a decimated view reads instead of the
 points. Chunks of one series never overlap: an append that falls inside stored chunks
-rewrites those chunks merged with the new points (and tops up a small last chunk), so
-reads never sort nor deduplicate. Callers hold the event's row lock (one writer per
-series). Rows go in by binary COPY; they are deleted with their event (foreign key).
+rewrites those chunks merged with the new points (and fewer points than a chunk top up a
+small last chunk), so reads never sort nor deduplicate. Callers hold the event's row lock
+(one writer per series). Rows go in by binary COPY; they are deleted with their event
+(foreign key).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import asyncpg
@@ -25,10 +27,10 @@ from pryvrt.storage.series_codec import (
     CHUNK_POINTS,
     Points,
     blocks_of,
-    chunk_rows,
     cpu,
     decode,
     decode_all,
+    encode_chunks,
     sorted_unique,
     summarize,
 )
@@ -63,28 +65,43 @@ class SeriesStore(Store):
         new = await cpu(len(points), sorted_unique, points)
         lo, hi = float(new[0, 0]), float(new[-1, 0])
         key = (user_id, channel_id, event_id)
-        rows = await conn.fetch(
-            f"(SELECT t_min, t_max, n, data FROM series_chunks WHERE {KEY}"
-            " AND t_min <= $5 AND t_max >= $4)"
-            # The chunk just before: topped up while small (points that stream in).
-            f" UNION ALL (SELECT t_min, t_max, n, data FROM series_chunks WHERE {KEY}"
-            " AND t_min < $4 AND t_max < $4"
-            " ORDER BY t_min DESC LIMIT 1) ORDER BY t_min",
-            *key,
-            lo,
-            hi,
-        )
-        width = points.shape[1]
-        merged = [r for r in rows if r["t_max"] >= lo or r["n"] < self.chunk_points]
-        if merged:
-            old = [(r["data"], r["n"]) for r in merged]
-            new = await cpu(len(new), _merge, old, new, width)
-            await conn.execute(
-                f"DELETE FROM series_chunks WHERE {KEY} AND t_min = ANY($4::float8[])",
+        size = self.chunk_points
+        # A write of a chunk or more is encoded (in threads) while the stored chunks it
+        # touches are looked up: it usually touches none (it follows the stored points).
+        large = len(new) >= size
+        encoding = asyncio.ensure_future(encode_chunks(new, size)) if large else None
+        try:
+            rows = await conn.fetch(
+                f"(SELECT t_min, t_max, n, data FROM series_chunks WHERE {KEY}"
+                " AND t_min <= $5 AND t_max >= $4)"
+                # The chunk just before: topped up while small by fewer points than a chunk
+                # (points that stream in).
+                f" UNION ALL (SELECT t_min, t_max, n, data FROM series_chunks WHERE {KEY}"
+                " AND t_min < $4 AND t_max < $4"
+                " ORDER BY t_min DESC LIMIT 1) ORDER BY t_min",
                 *key,
-                [r["t_min"] for r in merged],
+                lo,
+                hi,
             )
-        encoded = await cpu(len(new), chunk_rows, new, self.chunk_points)
+            merged = [r for r in rows if r["t_max"] >= lo or (not large and r["n"] < size)]
+            if merged:
+                if encoding is not None:
+                    encoding.cancel()
+                old = [(r["data"], r["n"]) for r in merged]
+                new = await cpu(len(new), _merge, old, new, points.shape[1])
+                encoding = asyncio.ensure_future(encode_chunks(new, size))
+                await conn.execute(
+                    f"DELETE FROM series_chunks WHERE {KEY} AND t_min = ANY($4::float8[])",
+                    *key,
+                    [r["t_min"] for r in merged],
+                )
+            elif encoding is None:
+                encoding = asyncio.ensure_future(encode_chunks(new, size))
+            encoded = await encoding
+        except BaseException:
+            if encoding is not None:
+                encoding.cancel()
+            raise
         await conn.copy_records_to_table(
             "series_chunks", records=[(*key, *row) for row in encoded], columns=COLUMNS
         )
