@@ -4,6 +4,7 @@ and a fresh database per test module. Servers are real aiohttp apps on loopback 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -11,14 +12,15 @@ import subprocess
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
 
 from pryvrt.app import create_app
 from pryvrt.config import Settings
@@ -167,22 +169,33 @@ class Api:
 AppFactory = Callable[..., Awaitable[Api]]
 
 
-@pytest.fixture
-async def make_api(
-    settings: Settings, aiohttp_client: Callable[..., Awaitable[TestClient]]
-) -> AsyncIterator[AppFactory]:
-    """Start a server (optionally with changed settings) and return its ``Api``."""
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[AppFactory]:
+    """A factory of servers (optionally with changed settings), each with its ``Api``; every
+    server it started is closed on exit."""
+    clients: list[TestClient] = []
 
     async def factory(**overrides: Any) -> Api:
-        from dataclasses import replace
-
         app = create_app(replace(settings, **overrides) if overrides else settings)
-        client = await aiohttp_client(app)
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
         # As `pryvrt serve` does (pryvrt.shutdown.serve): aiohttp's own errors in JSON.
         json_protocol_errors(client.server.runner.server)
         return Api(client)
 
-    yield factory
+    try:
+        yield factory
+    finally:
+        while clients:
+            await clients.pop().close()
+
+
+@pytest.fixture
+async def make_api(settings: Settings) -> AsyncIterator[AppFactory]:
+    """Start a server (optionally with changed settings) and return its ``Api``."""
+    async with serving(settings) as factory:
+        yield factory
 
 
 @pytest.fixture
@@ -251,3 +264,13 @@ def redis_url() -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def shared_chromium() -> AsyncIterator[Any]:
+    """The run's one Chromium, for the ``browser`` fixture of tests/dashboard_page.py."""
+    from tests.dashboard_page import SharedChromium
+
+    chromium = SharedChromium()
+    yield chromium
+    await chromium.close()

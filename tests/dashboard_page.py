@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+
+from pryvrt.config import Settings
+from tests.conftest import Api, AppFactory, serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
@@ -58,6 +62,65 @@ async def launched() -> AsyncIterator[Any]:
             yield instance
         finally:
             await instance.close()
+
+
+# -- one Chromium for every browser test ---------------------------------------------------
+#
+# Starting Playwright's driver and a Chromium takes 2-6 s on a busy machine, longer than most
+# browser tests themselves. So one Chromium (and one driver) serves the whole run, and each
+# test gets browser contexts of its own (cookies, storage, cache), all closed after it. The
+# driver belongs to the event loop it started in: the browser tests, and the async fixtures
+# they use, run in the session's loop (``in_browser_loop``, ``api``, ``make_api``, ``browser``
+# below, which a module assigns to its own names to use them; shared_chromium is in
+# tests/conftest.py, to be one for the whole run).
+in_browser_loop = pytest.mark.asyncio(loop_scope="session")
+
+
+class SharedChromium:
+    """The run's Chromium, launched on first use and again if it went away (a crash ends
+    one test, not every browser test after it)."""
+
+    def __init__(self) -> None:
+        self.stack = contextlib.AsyncExitStack()
+        self.instance: Any = None
+
+    async def get(self) -> Any:
+        if self.instance is None or not self.instance.is_connected():
+            await self.close()
+            self.instance = await self.stack.enter_async_context(launched())
+        return self.instance
+
+    async def close(self) -> None:
+        self.instance = None
+        with contextlib.suppress(Exception):  # a crashed browser cannot be closed cleanly
+            await self.stack.aclose()
+        self.stack = contextlib.AsyncExitStack()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser(shared_chromium: SharedChromium) -> AsyncIterator[Any]:
+    """The shared Chromium; the contexts (and their pages) a test opened are closed after it,
+    so no page of a finished test keeps a socket or a timer running."""
+    instance = await shared_chromium.get()
+    try:
+        yield instance
+    finally:
+        for context in list(instance.contexts):
+            with contextlib.suppress(Exception):
+                await context.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_api(settings: Settings) -> AsyncIterator[AppFactory]:
+    """``make_api`` of tests/conftest.py, in the browser tests' loop."""
+    async with serving(settings) as factory:
+        yield factory
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(make_api: AppFactory) -> Api:
+    """``api`` of tests/conftest.py, in the browser tests' loop."""
+    return await make_api()
 
 
 async def open_page(browser: Any, errors: list[str], size: str = "desktop") -> Any:

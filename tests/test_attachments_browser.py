@@ -8,21 +8,23 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
+import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Error as PlaywrightError
 
-from tests import test_dashboard
+from tests import dashboard_page
 from tests.conftest import Api
+from tests.dashboard_page import in_browser_loop, needs_chromium
 from tests.test_attachments import upload
 from tests.test_dashboard import PNG_1PX, login
 
-pytestmark = test_dashboard.pytestmark
-browser = test_dashboard.browser  # the same Chromium fixture
+pytestmark = [needs_chromium, in_browser_loop]
+# The run's one Chromium and this test's servers, in the browser tests' loop.
+api, make_api, browser = dashboard_page.api, dashboard_page.make_api, dashboard_page.browser
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def hits() -> AsyncIterator[tuple[str, list[str]]]:
     """An endpoint on another origin that records every request a file's script makes."""
     recorded: list[str] = []

@@ -12,19 +12,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from pryvrt.app import SERVICES_KEY
-from tests import test_dashboard
+from tests import dashboard_page
 from tests.conftest import Api
-from tests.dashboard_page import needs_chromium
+from tests.dashboard_page import in_browser_loop, needs_chromium
 from tests.test_dashboard import open_page, origin
 
-browser = test_dashboard.browser  # the same Chromium fixture
-
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, in_browser_loop]
+# The run's one Chromium and this test's servers, in the browser tests' loop.
+api, make_api, browser = dashboard_page.api, dashboard_page.make_api, dashboard_page.browser
 
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "access-app"
 EVIL_FORM = """<!doctype html><html><body>
@@ -34,7 +34,7 @@ EVIL_FRAME = """<!doctype html><html><body><iframe id="victim" src="{target}"></
 </body></html>"""
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def other_site() -> AsyncIterator[str]:
     """Another site: the example app, and a hostile page, at http://localhost:PORT."""
     app = web.Application()

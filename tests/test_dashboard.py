@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +14,14 @@ import asyncpg
 import pytest
 
 from pryvrt.auth.browser_session import COOKIE_NAME, CSRF_HEADER
+from tests import dashboard_page
 from tests.conftest import Api
-from tests.dashboard_page import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from tests.dashboard_page import in_browser_loop, needs_chromium
 
 PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-pytestmark = needs_chromium
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        instance = await p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield instance
-        await instance.close()
+pytestmark = [needs_chromium, in_browser_loop]
+# The run's one Chromium and this test's servers, in the browser tests' loop.
+api, make_api, browser = dashboard_page.api, dashboard_page.make_api, dashboard_page.browser
 
 
 async def open_page(browser: Any, errors: list[str]) -> Any:

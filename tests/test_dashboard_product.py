@@ -9,20 +9,20 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests import dashboard_page
 from tests.conftest import Api, free_port
 from tests.dashboard_page import (
     NOTE,
     SHOTS,
     axe_violations,
     describe_violations,
-    launched,
+    in_browser_loop,
     login,
     needs_chromium,
     no_horizontal_scroll,
@@ -33,14 +33,10 @@ from tests.dashboard_page import (
 )
 from tests.processes import Http, Worker, worker_env
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, in_browser_loop]
+# The run's one Chromium and this test's servers, in the browser tests' loop.
+api, make_api, browser = dashboard_page.api, dashboard_page.make_api, dashboard_page.browser
 SIZES = ["desktop", "phone"]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with launched() as instance:
-        yield instance
 
 
 async def folder(api: Api, username: str, auth: str, channel: str, name: str) -> str:

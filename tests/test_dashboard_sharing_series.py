@@ -6,17 +6,17 @@ with a min-max band when decimated) refetched on ``seriesChanged``."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests import dashboard_page
 from tests.conftest import Api
 from tests.dashboard_page import (
     axe_violations,
     describe_violations,
-    launched,
+    in_browser_loop,
     login,
     needs_chromium,
     no_horizontal_scroll,
@@ -26,13 +26,9 @@ from tests.dashboard_page import (
     url,
 )
 
-pytestmark = needs_chromium
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with launched() as instance:
-        yield instance
+pytestmark = [needs_chromium, in_browser_loop]
+# The run's one Chromium and this test's servers, in the browser tests' loop.
+api, make_api, browser = dashboard_page.api, dashboard_page.make_api, dashboard_page.browser
 
 
 async def garden(api: Api) -> tuple[str, str, str]:
