@@ -181,8 +181,13 @@ async def test_the_recipients_sockets_hear_shares_changed_on_every_worker(
         }
 
         async def heard() -> set[str]:
-            got = {n: await s.drain(0.6) for n, s in listeners.items()}
-            return {n for n, items in got.items() if ("sharesChanged", None) in items}
+            """Who heard sharesChanged within the next 0.6 s (all listen at once)."""
+            got = await asyncio.gather(*(s.drain(0.6) for s in listeners.values()))
+            return {
+                n
+                for n, items in zip(listeners, got, strict=True)
+                if ("sharesChanged", None) in items
+            }
 
         full = {"bob-session", "bob-personal"}
         token = (await share(first, alice, bob["username"])).body["id"]
