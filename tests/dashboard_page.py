@@ -100,7 +100,10 @@ class SharedChromium:
 @pytest_asyncio.fixture(loop_scope="session")
 async def browser(shared_chromium: SharedChromium) -> AsyncIterator[Any]:
     """The shared Chromium; the contexts (and their pages) a test opened are closed after it,
-    so no page of a finished test keeps a socket or a timer running."""
+    so no page of a finished test keeps a socket or a timer running. An async event listener
+    (``page.on``) that may fail should keep its errors for the test to check."""
+    from playwright.async_api import Error as PlaywrightError
+
     instance = await shared_chromium.get()
     try:
         yield instance
@@ -108,6 +111,13 @@ async def browser(shared_chromium: SharedChromium) -> AsyncIterator[Any]:
         for context in list(instance.contexts):
             with contextlib.suppress(Exception):
                 await context.close()
+        # Playwright raises the error of a failed async event listener at the connection's
+        # next call: one more call now makes it this test's error, not the next test's.
+        try:
+            await (await instance.new_context()).close()
+        except PlaywrightError as error:
+            if "has been closed" not in error.message:  # not a listener cut by the closing
+                raise
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -177,12 +177,38 @@ async def test_the_page_keeps_no_credential_a_script_can_read(
     errors: list[str] = []
     page = await open_page(browser, errors)
     seen: list[str] = []  # every answer the page received
+    asked: set[Any] = set()  # its requests not finished yet
+    idle = asyncio.Event()  # set while ``asked`` is empty
+    reading: set[asyncio.Task[None]] = set()
 
     async def record(response: Any) -> None:
-        if response.request.resource_type in ("fetch", "xhr", "document", "script"):
-            seen.append(await response.text())
+        seen.append(await response.text())
 
-    page.on("response", record)
+    def on_response(response: Any) -> None:
+        if response.request.resource_type in ("fetch", "xhr", "document", "script"):
+            task = asyncio.ensure_future(record(response))
+            reading.add(task)
+            task.add_done_callback(reading.discard)
+
+    async def all_read() -> None:
+        """Every answer so far read: a body is gone once the page navigates away, so this
+        comes before a reload (a request finishes after its response event)."""
+        await asyncio.wait_for(idle.wait(), 10)
+        await asyncio.gather(*reading)
+
+    def on_request(request: Any) -> None:
+        asked.add(request)
+        idle.clear()
+
+    def on_request_done(request: Any) -> None:
+        asked.discard(request)
+        if not asked:
+            idle.set()
+
+    page.on("request", on_request)
+    page.on("requestfinished", on_request_done)
+    page.on("requestfailed", on_request_done)
+    page.on("response", on_response)
     url = str(api.client.make_url(f"/{username}/"))
     await page.goto(url)
     await page.wait_for_selector("#login:not([hidden])")
@@ -195,9 +221,11 @@ async def test_the_page_keeps_no_credential_a_script_can_read(
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert cookie["secure"] is False and cookie["path"] == "/"  # plain http here
 
+    await all_read()
     await page.reload()
     await page.wait_for_selector("#conn-state[data-state='connected']")
     assert only_the_last_channel(await page.evaluate(READABLE), username)
+    await all_read()
 
     # the session id itself never reached the page
     conn = await asyncpg.connect(database_url)
