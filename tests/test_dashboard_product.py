@@ -152,7 +152,10 @@ async def test_the_page_fits_360_and_390_px_wide_screens_and_the_charts_follow_t
     errors: list[str] = []
     page = await open_page(browser, errors, "desktop")
     await login(page, url(api, f"/{username}/"), username)
-    await page.wait_for_selector("#charts canvas")
+    # laid out: a canvas just inserted can measure 0 px wide for a frame on a busy machine
+    await page.wait_for_function(
+        "() => document.querySelector('#charts canvas')?.getBoundingClientRect().width > 0"
+    )
     desktop_chart = await page.eval_on_selector(
         "#charts canvas", "c => c.getBoundingClientRect().width"
     )
