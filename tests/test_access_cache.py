@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from pryvrt.app import SERVICES_KEY
+from pryvrt.auth.cache import AccessCache
 from tests.conftest import Api
 
 
@@ -107,3 +110,143 @@ async def test_a_token_deleted_behind_the_servers_back_works_at_most_the_cache_l
 async def test_with_the_cache_off_every_call_reads_the_database(make_api: Any) -> None:
     api, username, token = await delete_a_warm_token_behind_the_servers_back(make_api, 0)
     assert (await api.get(f"/{username}/channels", auth=token)).status == 401
+
+
+# Concurrent misses of one key share one load (pryvrt.auth.cache._load). These drive the
+# cache directly: each load is a coroutine the test holds open until it chooses.
+
+
+class Loads:
+    """Loads that each wait for ``release`` and answer ``value`` (counted)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        self.started = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> object:
+        self.started += 1
+        await self.release.wait()
+        return self.value
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_concurrent_misses_of_one_key_share_one_load() -> None:
+    cache = AccessCache(60)
+    load = Loads("the channel")
+    calls = [asyncio.create_task(cache.load_channel("u", "c", load)) for _ in range(32)]
+    await settle()
+    load.release.set()
+    assert await asyncio.gather(*calls) == ["the channel"] * 32
+    assert load.started == 1
+    assert (cache.loads, cache.shared_loads) == (1, 31)
+    assert cache.channel("u", "c") == "the channel"
+
+
+async def test_other_keys_do_not_share_a_load() -> None:
+    cache = AccessCache(60)
+    load = Loads("x")
+    calls = [
+        asyncio.create_task(cache.load_channel("u", "c1", load)),
+        asyncio.create_task(cache.load_channel("u", "c2", load)),
+        asyncio.create_task(cache.load_channel("v", "c1", load)),
+        asyncio.create_task(cache.load_credential("u", "c1", load)),  # type: ignore[arg-type]
+    ]
+    await settle()
+    load.release.set()
+    await asyncio.gather(*calls)
+    assert load.started == 4
+
+
+async def test_a_call_after_an_invalidation_does_not_join_a_load_that_started_before_it() -> None:
+    cache = AccessCache(60)
+    before, after = Loads("as before the write"), Loads("as after the write")
+    first = asyncio.create_task(cache.load_channel("u", "c", before))
+    await settle()
+    cache.invalidate("u")  # a write committed while the first load was reading
+    second = asyncio.create_task(cache.load_channel("u", "c", after))
+    await settle()
+    assert after.started == 1  # its own read, not the first one's
+    after.release.set()
+    assert await second == "as after the write"
+    before.release.set()
+    assert await first == "as before the write"
+    # The load that started before the invalidation did not overwrite what came after it.
+    assert cache.channel("u", "c") == "as after the write"
+
+
+async def test_a_load_that_raced_an_invalidation_stores_nothing() -> None:
+    cache = AccessCache(60)
+    load = Loads("stale")
+    waiters = [asyncio.create_task(cache.load_channel("u", "c", load)) for _ in range(3)]
+    await settle()
+    cache.invalidate(None)
+    load.release.set()
+    # Those already waiting get what the load read (they asked before the write's answer).
+    assert await asyncio.gather(*waiters) == ["stale"] * 3
+    assert cache.channel("u", "c") is None
+
+
+async def test_waiters_of_a_load_that_found_nothing_load_for_themselves() -> None:
+    """A wrong credential: each caller checks it itself (each counted by the throttle)."""
+    cache = AccessCache(60)
+    load = Loads(None)
+    calls = [asyncio.create_task(cache.load_credential("u", "bad", load)) for _ in range(4)]
+    await settle()
+    load.release.set()
+    assert await asyncio.gather(*calls) == [None] * 4
+    assert load.started == 4
+
+
+async def test_waiters_of_a_failed_load_load_for_themselves() -> None:
+    cache = AccessCache(60)
+    attempts = 0
+    release = asyncio.Event()
+
+    async def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        await release.wait()
+        await asyncio.sleep(0)  # a database read always yields
+        if attempts == 1:
+            raise ConnectionError("the database went away")
+        return "read"
+
+    first = asyncio.create_task(cache.load_channel("u", "c", flaky))  # type: ignore[arg-type]
+    await settle()
+    others = [asyncio.create_task(cache.load_channel("u", "c", flaky)) for _ in range(3)]  # type: ignore[arg-type]
+    await settle()
+    release.set()
+    with pytest.raises(ConnectionError):
+        await first
+    assert await asyncio.gather(*others) == ["read"] * 3
+    assert attempts == 2  # the first waiter to retry loads; the others share its read
+
+
+async def test_a_cancelled_waiter_leaves_the_shared_load_running() -> None:
+    cache = AccessCache(60)
+    load = Loads("value")
+    first = asyncio.create_task(cache.load_channel("u", "c", load))
+    await settle()
+    waiter = asyncio.create_task(cache.load_channel("u", "c", load))
+    await settle()
+    waiter.cancel()
+    await settle()
+    load.release.set()
+    assert await first == "value"
+    assert waiter.cancelled()
+    assert cache.channel("u", "c") == "value"
+
+
+async def test_with_the_cache_off_loads_are_not_shared() -> None:
+    cache = AccessCache(0)
+    load = Loads("x")
+    calls = [asyncio.create_task(cache.load_channel("u", "c", load)) for _ in range(3)]
+    await settle()
+    load.release.set()
+    await asyncio.gather(*calls)
+    assert load.started == 3

@@ -19,10 +19,19 @@ Freshness, in order of strength:
 
 A generation counter stops a lookup that raced an invalidation from storing what it read
 before the change.
+
+Concurrent misses of one key share one load: when an entry expires under load, the calls
+that find it missing together (every in-flight request of a busy credential) await the
+first one's read instead of each sending its own (the p99 spike every ``ttl``). A call
+joins a load only if no invalidation happened since that load started, so a call that
+arrives after a write's invalidation always reads the database afresh. A shared load that
+found nothing or failed answers nobody but its own caller: each waiter then loads for
+itself (a wrong credential is counted against each caller's address, as before).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +45,8 @@ MAX_USERS = 10_000
 V = TypeVar("V")
 CREDENTIALS = "credentials"
 CHANNELS = "channels"
+# What a shared load hands its waiters when it found nothing or failed: load yourself.
+_NOT_SHARED: Any = object()
 
 
 @dataclass(slots=True)
@@ -53,6 +64,11 @@ class AccessCache:
         self._users: dict[str, _UserEntries] = {}
         # Bumped by every invalidation (they are rare: credential and channel writes).
         self._generation = 0
+        # (table, user id, key) -> (generation it started in, its result for waiters).
+        self._loading: dict[tuple[str, str, str], tuple[int, asyncio.Future[Any]]] = {}
+        # For tests and operators: loads run, and calls that awaited another's load.
+        self.loads = 0
+        self.shared_loads = 0
 
     @property
     def enabled(self) -> bool:
@@ -94,11 +110,35 @@ class AccessCache:
     async def _load(
         self, table: str, user_id: str, key: str, load: Callable[[], Awaitable[V | None]]
     ) -> V | None:
-        """The one read-through: a lookup that raced an invalidation stores nothing."""
+        """The one read-through: a lookup that raced an invalidation stores nothing, and
+        concurrent misses of a key share one load (see the module docstring)."""
+        if not self.enabled:
+            self.loads += 1
+            return await load()
+        slot = (table, user_id, key)
+        while (running := self._loading.get(slot)) is not None:
+            if running[0] != self._generation:
+                break  # started before an invalidation: what it reads may be stale
+            self.shared_loads += 1
+            shared = await asyncio.shield(running[1])
+            if shared is None:
+                break  # found nothing: each caller checks for itself
+            if shared is not _NOT_SHARED:
+                return shared
+            # It failed: the first waiter to resume loads again, the others share that.
         generation = self._generation
-        loaded = await load()
-        if loaded is not None:
-            self._put(table, user_id, key, loaded, generation)
+        entry = (generation, asyncio.get_running_loop().create_future())
+        self._loading[slot] = entry
+        self.loads += 1
+        loaded: Any = _NOT_SHARED
+        try:
+            loaded = await load()
+            if loaded is not None:
+                self._put(table, user_id, key, loaded, generation)
+        finally:
+            entry[1].set_result(loaded)
+            if self._loading.get(slot) is entry:
+                del self._loading[slot]
         return loaded
 
     def _put(self, table: str, user_id: str, key: str, value: Any, generation: int) -> None:
