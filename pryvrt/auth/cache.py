@@ -103,7 +103,7 @@ class AccessCache:
     def _get(self, table: str, user_id: str, key: str) -> Any:
         entries = self._users.get(user_id)
         hit = None if entries is None else entries.tables.get(table, {}).get(key)
-        if hit is None or hit[1] < time.monotonic() or not self.enabled:
+        if hit is None or hit[1] < time.monotonic() or not self._live():
             return None
         return hit[0]
 

@@ -152,6 +152,8 @@ def parse_permissions(raw: Iterable[dict[str, Any]]) -> tuple[ChannelPermission,
 
 
 FULL_ACCESS_KINDS = frozenset({"session", "personal"})
+# What a full access holds in any channel (built once: asked at every call).
+FULL_GRANTS = (Grant(True, None, Level.MANAGE, None),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +181,7 @@ class Access:
     def grants(self, channel_id: str) -> tuple[Grant, ...]:
         """Every reach of the access in the channel (a full access: the whole, unfiltered)."""
         if self.is_full:
-            return (Grant(True, None, Level.MANAGE, None),)
+            return FULL_GRANTS
         return _grants(self.permissions, channel_id)
 
     def is_filtered(self, channel_id: str) -> bool:
@@ -192,7 +194,7 @@ class Access:
 
     def has_folder_grants(self, channel_id: str) -> bool:
         """True when some grant reaches only a folder (answers need the folder tree)."""
-        return any(not g.whole for g in self.grants(channel_id))
+        return not self.is_full and any(not g.whole for g in self.grants(channel_id))
 
     def unfiltered(self) -> Access:
         """This access without its narrowed grants (rules that move events in bulk)."""

@@ -74,6 +74,7 @@ def client_address(
 
 
 @functools.lru_cache(maxsize=4096)  # parsed at every authenticated call
+@functools.lru_cache(maxsize=4096)  # asked at every authenticated call
 def address_key(ip: str | None) -> str:
     """The throttling key of a client address: the IPv4 address, or the IPv6 /64."""
     if not ip:
@@ -99,6 +100,12 @@ class FailureWindows:
         self._windows: dict[str, tuple[int, float]] = {}  # key -> (failures, window start)
         self._pending: dict[str, int] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    @property
+    def counting(self) -> bool:
+        """Whether some key has failures in its window (or had: expired windows are
+        dropped when their key is asked about)."""
+        return bool(self._windows)
 
     def _failures(self, key: str, now: float) -> tuple[int, float]:
         count, since = self._windows.get(key, (0, now))
@@ -256,6 +263,8 @@ class CredentialThrottle:
 
     def check(self, ip: str | None) -> None:
         """Raise 429 while the address is refused (no attempt is counted)."""
+        if not self.windows.counting:
+            return  # no failure anywhere in the window: nobody is refused
         wait = self.windows.retry_after(address_key(ip), self.per_ip)
         if wait > 0:
             raise too_many("wrong credentials", wait)

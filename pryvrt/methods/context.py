@@ -58,7 +58,7 @@ class Services:
         self._storage = storage
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class CallContext:
     """One call: who calls (user, access), through which transport, and what it changed.
 

@@ -71,18 +71,18 @@ class GetParams(ChannelParams):
     modifiedSince: Timestamp | None = None
 
 
-def scope_query(ctx: CallContext, only_folders: list[str] | None) -> EventQuery:
-    """The credential's part of a query: what it reads (``visibility.visible``: folders and
-    the filters of narrowed grants), narrowed to ``only_folders`` (each with its
-    descendants, each checked by ``open_scope``). Filtering in SQL keeps ``skip``/``limit``
-    exact."""
+def scope_query(ctx: CallContext, only_folders: list[str] | None, **filters: Any) -> EventQuery:
+    """The query of ``filters`` with the credential's part: what it reads
+    (``visibility.visible``: folders and the filters of narrowed grants), narrowed to
+    ``only_folders`` (each with its descendants, each checked by ``open_scope``).
+    Filtering in SQL keeps ``skip``/``limit`` exact."""
     access = ctx.require_access()
     scope = ctx.require_scope()
     seen = visible(access, scope.channel.id, scope.tree)
     if only_folders:
         folder_ids = sorted(scope.tree.subtrees(only_folders))
-        return EventQuery(visible=seen, folder_ids=folder_ids, no_folder=False)
-    return EventQuery(visible=seen)
+        return EventQuery(visible=seen, folder_ids=folder_ids, no_folder=False, **filters)
+    return EventQuery(visible=seen, **filters)
 
 
 @method("events.get", GetParams, need=Need(Level.READ, at_folders("onlyFolders")))
@@ -93,7 +93,6 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.F
     ``toTime`` defaults to now and ``fromTime`` to ``toTime`` - 24 h, and ``limit`` to
     the server's maximum. ``limit`` is capped at ``PRYVRT_MAX_EVENTS_LIMIT``.
     """
-    scope = scope_query(ctx, p.onlyFolders)
     cap = ctx.settings.max_events_limit
     from_time = to_time = None
     limit = p.limit
@@ -102,8 +101,9 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.F
     else:
         to_time = p.toTime if p.toTime is not None else time.time()
         from_time = p.fromTime if p.fromTime is not None else to_time - DAY
-    query = replace(
-        scope,
+    query = scope_query(
+        ctx,
+        p.onlyFolders,
         from_time=from_time,
         to_time=to_time,
         tags=p.tags,
@@ -123,7 +123,7 @@ async def get(ctx: CallContext, p: GetParams) -> list[dict[str, Any]] | orjson.F
 @method("events.getRunning", ChannelParams, need=Need(Level.READ, anywhere()))
 async def get_running(ctx: CallContext, p: ChannelParams) -> orjson.Fragment:
     """The running periods the credential can read, latest first."""
-    query = replace(scope_query(ctx, None), running_only=True)
+    query = scope_query(ctx, None, running_only=True)
     found = await ctx.storage.events.query_json(ctx.user_id, p.channelId, query)
     return orjson.Fragment(with_read_tokens(ctx, found))
 
