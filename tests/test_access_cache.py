@@ -250,3 +250,44 @@ async def test_with_the_cache_off_loads_are_not_shared() -> None:
     load.release.set()
     await asyncio.gather(*calls)
     assert load.started == 3
+
+
+async def test_when_the_loading_call_is_cancelled_a_waiter_loads_in_its_place() -> None:
+    cache = AccessCache(60)
+    load = Loads("value")
+    first = asyncio.create_task(cache.load_channel("u", "c", load))
+    await settle()
+    waiter = asyncio.create_task(cache.load_channel("u", "c", load))
+    await settle()
+    first.cancel()  # e.g. its client went away
+    await settle()
+    assert load.started == 2
+    load.release.set()
+    assert await waiter == "value"
+    assert first.cancelled()
+    assert cache.channel("u", "c") == "value"
+
+
+async def test_concurrent_slides_of_one_session_write_once() -> None:
+    """Every call in flight when a session's expiry is due to slide: one write."""
+    from pryvrt.auth.permissions import Access
+
+    cache = AccessCache(60)
+    writes = 0
+    release = asyncio.Event()
+
+    async def touch() -> None:
+        nonlocal writes
+        writes += 1
+        await release.wait()
+
+    access = Access("session", "s", "session", expires=123.0)
+    calls = [asyncio.create_task(cache.write_credential("u", "s", access, touch)) for _ in range(8)]
+    await settle()
+    release.set()
+    await asyncio.gather(*calls)
+    assert writes == 1
+    assert cache.credential("u", "s") == access
+    # The next slide, once this one is done, writes again.
+    await cache.write_credential("u", "s", access, touch)
+    assert writes == 2

@@ -66,6 +66,8 @@ class AccessCache:
         self._generation = 0
         # (table, user id, key) -> (generation it started in, its result for waiters).
         self._loading: dict[tuple[str, str, str], tuple[int, asyncio.Future[Any]]] = {}
+        # (user id, credential) of the credential writes in flight.
+        self._writing: set[tuple[str, str]] = set()
         # For tests and operators: loads run, and calls that awaited another's load.
         self.loads = 0
         self.shared_loads = 0
@@ -95,10 +97,21 @@ class AccessCache:
     async def write_credential(
         self, user_id: str, credential: str, access: Access, write: Callable[[], Awaitable[None]]
     ) -> None:
-        """Run ``write`` (which makes ``access`` true in the database), then cache it."""
-        generation = self._generation
-        await write()
-        self._put(CREDENTIALS, user_id, credential, access, generation)
+        """Run ``write`` (which makes ``access`` true in the database), then cache it.
+
+        While one runs for a credential, concurrent calls skip theirs: a session's expiry
+        slides once a minute, and every call in flight at that moment would otherwise write
+        the same slide (the credential is valid for each of them either way)."""
+        slot = (user_id, credential)
+        if slot in self._writing:
+            return
+        self._writing.add(slot)
+        try:
+            generation = self._generation
+            await write()
+            self._put(CREDENTIALS, user_id, credential, access, generation)
+        finally:
+            self._writing.discard(slot)
 
     def _get(self, table: str, user_id: str, key: str) -> Any:
         entries = self._users.get(user_id)
