@@ -468,7 +468,8 @@ class EventsStore(Store):
     async def _insert_many_live(self, items: Sequence[tuple[str, Event]]) -> list[str]:
         """``_insert_one_live`` for many events (of any users and channels) in one statement:
         the rows travel as arrays, one per column (JSON columns as text)."""
-        columns = [list(column) for column in zip(*(_record(u, e) for u, e in items))]
+        rows = (_record(user_id, event) for user_id, event in items)
+        columns = [list(column) for column in zip(*rows, strict=True)]
         for index in JSON_COLUMN_INDEXES:
             columns[index] = [_json_text(v) for v in columns[index]]
         states = await self.pool.fetch(LIVE_INSERT_MANY, list(range(len(items))), *columns)
