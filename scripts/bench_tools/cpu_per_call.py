@@ -6,12 +6,15 @@ Rates measured with wrk move with the machine's load (other processes take the c
 the CPU time the pryvrt process spends per call barely does. This starts pryvrt (embedded
 PostgreSQL, one worker), makes N calls of each kind with 8 in flight, and prints the
 server's CPU microseconds (user + system) per call, the median of 3 rounds. To compare
-two commits, run it from each (``PYTHONPATH=<other tree>`` runs another tree's server).
+two commits, run it from each (``PYTHONPATH=<other tree>`` runs another tree's server: the
+server starts in a temporary directory, since ``python -m`` puts its working directory
+first on ``sys.path`` and a server started in a tree would run that tree's code).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -115,6 +118,7 @@ async def measure(url: str, pid: int, n: int) -> dict[str, float]:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     with tempfile.TemporaryDirectory(prefix="pryvrt-cpu-") as work, postgres(Path(work)) as dsn:
+        os.chdir(work)  # the server inherits it: no tree's pryvrt shadows PYTHONPATH's
         server = start_pryvrt(dsn)
         try:
             results = asyncio.run(measure(server.url, server.worker_pids()[0], n))
