@@ -37,7 +37,16 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def workers_of(parent: Worker) -> list[psutil.Process]:
-    return psutil.Process(parent.process.pid).children()
+    """The parent's worker processes (not a pg_ctl it runs to restart the embedded
+    PostgreSQL: under load one was still running when a test listed the children)."""
+    workers = []
+    for child in psutil.Process(parent.process.pid).children():
+        try:
+            if "--worker" in child.cmdline():
+                workers.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return workers
 
 
 def wait_for(condition: Any, within: float, what: str) -> float:
