@@ -227,13 +227,21 @@ async def test_waiters_of_a_failed_load_load_for_themselves() -> None:
     assert attempts == 2  # the first waiter to retry loads; the others share its read
 
 
-async def test_a_cancelled_waiter_leaves_the_shared_load_running() -> None:
-    cache = AccessCache(60)
-    load = Loads("value")
+async def a_load_and_a_waiter(
+    cache: AccessCache, load: Loads
+) -> tuple[asyncio.Task[Any], asyncio.Task[Any]]:
+    """A call loading channel ("u", "c") and a second call waiting for its load."""
     first = asyncio.create_task(cache.load_channel("u", "c", load))
     await settle()
     waiter = asyncio.create_task(cache.load_channel("u", "c", load))
     await settle()
+    return first, waiter
+
+
+async def test_a_cancelled_waiter_leaves_the_shared_load_running() -> None:
+    cache = AccessCache(60)
+    load = Loads("value")
+    first, waiter = await a_load_and_a_waiter(cache, load)
     waiter.cancel()
     await settle()
     load.release.set()
@@ -255,10 +263,7 @@ async def test_with_the_cache_off_loads_are_not_shared() -> None:
 async def test_when_the_loading_call_is_cancelled_a_waiter_loads_in_its_place() -> None:
     cache = AccessCache(60)
     load = Loads("value")
-    first = asyncio.create_task(cache.load_channel("u", "c", load))
-    await settle()
-    waiter = asyncio.create_task(cache.load_channel("u", "c", load))
-    await settle()
+    first, waiter = await a_load_and_a_waiter(cache, load)
     first.cancel()  # e.g. its client went away
     await settle()
     assert load.started == 2
