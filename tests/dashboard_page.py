@@ -150,6 +150,9 @@ async def login(page: Any, url: str, username: str, password: str = "secret-pw")
     await page.click("#login-submit")
     await page.wait_for_selector("#dashboard:not([hidden])")
     await page.wait_for_selector("#conn-state[data-state='connected']")
+    # The socket's connect refetches everything (set busy in the same task as "connected"):
+    # a test acting before that reload ends measures or edits what it replaces.
+    await page.wait_for_selector("#content[aria-busy='false']", state="attached")
 
 
 async def shot(page: Any, name: str, full_page: bool = True) -> Path:
