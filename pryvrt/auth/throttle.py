@@ -73,7 +73,6 @@ def client_address(
     return hops[0] if hops else peer
 
 
-@functools.lru_cache(maxsize=4096)  # parsed at every authenticated call
 @functools.lru_cache(maxsize=4096)  # asked at every authenticated call
 def address_key(ip: str | None) -> str:
     """The throttling key of a client address: the IPv4 address, or the IPv6 /64."""
